@@ -1,0 +1,54 @@
+"""fastconc: fast, correct concurrency building blocks.
+
+The primitives come from a compiled Cython core when it was built, otherwise
+from a pure-Python twin with the same API; :data:`IMPLEMENTATION` says which
+(``"cython"`` or ``"python"``) and :func:`implementations` gives both.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastconc._impl import IMPLEMENTATION, implementations, selected
+from fastconc.errors import (
+    ActorStopped,
+    ChannelClosed,
+    CircuitOpenError,
+    ConcurrencyError,
+    Deadlock,
+    Empty,
+    Full,
+    ResourceUnavailable,
+    Timeout,
+)
+
+__version__ = "0.1.0"
+
+Channel = selected.Channel
+Queue = selected.Queue
+
+__all__ = [
+    "IMPLEMENTATION",
+    "ActorStopped",
+    "Channel",
+    "ChannelClosed",
+    "CircuitOpenError",
+    "ConcurrencyError",
+    "Deadlock",
+    "Empty",
+    "Full",
+    "Queue",
+    "ResourceUnavailable",
+    "Timeout",
+    "__version__",
+    "get_include",
+    "implementations",
+]
+
+
+def get_include() -> str:
+    """Directory of fastconc's C headers, for extensions that cimport fastconc."""
+    return os.path.join(os.path.dirname(__file__), "include")
+
+
+del selected

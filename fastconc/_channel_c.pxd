@@ -1,0 +1,61 @@
+# C-level layout of the compiled Channel and Queue.
+#
+# Both are one ring of owned object pointers behind one mutex, with a
+# condition variable per direction.  Invariants, all guarded by `mutex`:
+#   0 <= ring.count <= bound
+#   recv_waiters / send_waiters count the threads asleep on not_empty / not_full,
+#   so an operation that finds nobody asleep skips the wake-up syscall.
+# Locking rule: a thread holding `mutex` never takes the GIL nor calls into
+# Python.  That is what makes it safe to block on `mutex` while holding the
+# GIL, and waits (which can be long) always release the GIL first.
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+
+from fastconc._sync cimport fc_cond, fc_mutex
+
+
+cdef struct ObjRing:
+    # FIFO of owned references; storage doubles on demand up to max_slots.
+    PyObject **slots
+    Py_ssize_t size        # allocated slots: 0 or a power of two
+    Py_ssize_t head        # slot of the oldest item
+    Py_ssize_t count
+    Py_ssize_t max_slots   # power of two >= the bound
+
+
+cdef class _BlockingRing:
+    cdef fc_mutex mutex
+    cdef fc_cond not_empty
+    cdef fc_cond not_full
+    cdef ObjRing ring
+    cdef Py_ssize_t bound          # most items held at once
+    cdef Py_ssize_t recv_waiters
+    cdef Py_ssize_t send_waiters
+    cdef Py_ssize_t unfinished     # items put and not yet task_done() (Queue)
+    cdef bint closed
+    cdef bint initialised
+    cdef object _size_arg          # capacity / maxsize as the caller gave it
+    cdef object __weakref__
+
+    cdef int _init_ring(self, Py_ssize_t bound) except -1
+    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline) noexcept nogil
+    cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
+                         int64_t deadline) noexcept nogil
+    cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
+                         int64_t deadline) noexcept nogil
+    cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
+                   int64_t deadline) except -1
+    cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
+                   int64_t deadline) except -1
+    cdef void _close(self, bint drop_items) noexcept
+    cdef Py_ssize_t _count(self) noexcept
+    cdef bint _is_closed(self) noexcept
+
+
+cdef class Channel(_BlockingRing):
+    pass
+
+
+cdef class Queue(_BlockingRing):
+    cdef fc_cond all_tasks_done
+    cdef Py_ssize_t join_waiters

@@ -1,0 +1,780 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled backend of Channel and Queue.
+
+A bounded ring of object pointers behind a mutex and two condition variables
+(not-empty, not-full), as in CPython's Lib/queue.py but with the waits done in
+C with the GIL released.  The uncontended send/recv takes the mutex, moves one
+pointer and skips the wake-up when the waiter count says nobody sleeps.
+See _channel_c.pxd for the layout and the locking rule.
+"""
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from libc.stdint cimport int64_t
+
+from fastconc._sync cimport (
+    FC_WAIT_CHECK_SIGNALS,
+    fc_cond,
+    fc_cond_broadcast,
+    fc_cond_destroy,
+    fc_cond_init,
+    fc_cond_signal_n,
+    fc_cond_wait,
+    fc_monotonic_ns,
+    fc_mutex_destroy,
+    fc_mutex_init,
+    fc_mutex_lock,
+    fc_mutex_unlock,
+)
+
+import operator
+import types
+
+from fastconc.errors import ChannelClosed, Empty, Full, Timeout
+
+
+cdef extern from "Python.h":
+    # Declared here without Cython's `except -1` so the GC hooks below are
+    # plain C callbacks.
+    ctypedef int (*gc_visit_t "visitproc")(PyObject *, void *) noexcept
+    ctypedef int (*gc_traverse_t "traverseproc")(PyObject *, gc_visit_t, void *) noexcept
+    ctypedef int (*gc_clear_t "inquiry")(PyObject *) noexcept
+    ctypedef struct GcType "PyTypeObject":
+        gc_traverse_t tp_traverse
+        gc_clear_t tp_clear
+    long PyType_GetFlags(object tp)
+    const long Py_TPFLAGS_HEAPTYPE
+    PyObject *Py_TYPE_PTR "(PyObject *)Py_TYPE" (PyObject *o)
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+
+# Results of the nogil slow paths.
+cdef enum:
+    ST_OK = 0
+    ST_TIMEOUT
+    ST_CLOSED
+    ST_SIGNALS
+    ST_NOMEM
+
+# Deadlines are monotonic nanoseconds; these two are special.
+cdef int64_t FOREVER = -1
+cdef int64_t NO_WAIT = 0
+
+cdef enum:
+    FIRST_ALLOCATION = 16
+    # recv_many() copies through a C buffer of at most this many pointers.
+    MAX_BATCH = 65536
+
+# Past ~30 years a timeout is as good as none, and int64 ns would overflow.
+cdef double MAX_TIMEOUT_S = 1e9
+
+
+cdef int64_t _deadline(object timeout) except -2:
+    """None -> FOREVER; otherwise validate and turn into an absolute deadline."""
+    cdef double t
+    if timeout is None:
+        return FOREVER
+    if isinstance(timeout, (str, bytes)):
+        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+    try:
+        t = timeout
+    except TypeError:
+        raise TypeError(
+            f"timeout must be a number or None, not {type(timeout).__name__}") from None
+    if t != t:
+        raise ValueError("timeout must not be NaN")
+    if t < 0:
+        raise ValueError("timeout must be a non-negative number")
+    if t > MAX_TIMEOUT_S:
+        return FOREVER
+    return fc_monotonic_ns() + <int64_t>(t * 1e9)
+
+
+cdef Py_ssize_t _positive_index(object value, str name) except -1:
+    """An int >= 1 (bool refused: Channel(True) is surely a mistake)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value if value < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+
+
+# ---------------------------------------------------------------- the ring
+
+cdef int ring_init(ObjRing *r, Py_ssize_t bound) noexcept nogil:
+    cdef Py_ssize_t cap = 1
+    while cap < bound and cap < (<Py_ssize_t>1 << 60):
+        cap <<= 1
+    r.slots = NULL
+    r.size = 0
+    r.head = 0
+    r.count = 0
+    r.max_slots = cap
+    return 0
+
+
+cdef int ring_grow(ObjRing *r) noexcept nogil:
+    cdef Py_ssize_t new_size = r.size * 2 if r.size else FIRST_ALLOCATION
+    cdef Py_ssize_t i
+    cdef PyObject **slots
+    if new_size > r.max_slots:
+        new_size = r.max_slots
+    if new_size <= r.size or <size_t>new_size > (<size_t>-1) // sizeof(PyObject *):
+        return -1
+    slots = <PyObject **>PyMem_RawMalloc(<size_t>new_size * sizeof(PyObject *))
+    if slots == NULL:
+        return -1
+    for i in range(r.count):
+        slots[i] = r.slots[(r.head + i) & (r.size - 1)]
+    PyMem_RawFree(r.slots)
+    r.slots = slots
+    r.size = new_size
+    r.head = 0
+    return 0
+
+
+cdef inline Py_ssize_t ring_push_many(ObjRing *r, PyObject **items, Py_ssize_t n) noexcept nogil:
+    """Append up to n items; fewer only when memory runs out."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if r.count == r.size and ring_grow(r) < 0:
+            return i
+        r.slots[(r.head + r.count) & (r.size - 1)] = items[i]
+        r.count += 1
+    return n
+
+
+cdef inline Py_ssize_t ring_pop_many(ObjRing *r, PyObject **out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if n > r.count:
+        n = r.count
+    for i in range(n):
+        out[i] = r.slots[r.head]
+        r.head = (r.head + 1) & (r.size - 1)
+    r.count -= n
+    return n
+
+
+cdef ObjRing ring_detach(ObjRing *r) noexcept nogil:
+    """Take every item out at once (the caller releases them without the mutex)."""
+    cdef ObjRing taken = r[0]
+    r.slots = NULL
+    r.size = 0
+    r.head = 0
+    r.count = 0
+    return taken
+
+
+cdef void ring_release(ObjRing *r) noexcept:
+    """Drop the references of a detached ring and free it.  Needs the GIL."""
+    cdef Py_ssize_t i
+    for i in range(r.count):
+        Py_DECREF(<object>r.slots[(r.head + i) & (r.size - 1)])
+    PyMem_RawFree(r.slots)
+    r.slots = NULL
+    r.count = 0
+
+
+cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+# ---------------------------------------------------------------- shared core
+
+cdef class _BlockingRing:
+    """Mutex + condition variables + ring shared by Channel and Queue."""
+
+    def __cinit__(self, *args, **kwargs):
+        if fc_mutex_init(&self.mutex) != 0:
+            raise MemoryError("cannot create mutex")
+        fc_cond_init(&self.not_empty)
+        fc_cond_init(&self.not_full)
+        self.initialised = True
+
+    def __dealloc__(self):
+        cdef ObjRing taken
+        if not self.initialised:
+            return
+        taken = ring_detach(&self.ring)
+        ring_release(&taken)
+        fc_cond_destroy(&self.not_empty)
+        fc_cond_destroy(&self.not_full)
+        fc_mutex_destroy(&self.mutex)
+
+    cdef int _init_ring(self, Py_ssize_t bound) except -1:
+        ring_init(&self.ring, bound)
+        self.bound = bound
+        return 0
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline) noexcept nogil:
+        """Sleep on cv (mutex held).  ST_OK means: re-check the predicate."""
+        cdef int64_t remaining = -1
+        cdef int r
+        if deadline != FOREVER:
+            remaining = deadline - fc_monotonic_ns()
+            if remaining <= 0:
+                return ST_TIMEOUT
+        waiters[0] += 1
+        r = fc_cond_wait(cv, &self.mutex, remaining)
+        waiters[0] -= 1
+        return ST_SIGNALS if r == FC_WAIT_CHECK_SIGNALS else ST_OK
+
+    cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
+                         int64_t deadline) noexcept nogil:
+        """Move items[done:n] in, waiting for room; advances done."""
+        cdef int st = ST_OK
+        cdef Py_ssize_t want, moved = 0, wake
+        fc_mutex_lock(&self.mutex)
+        while True:
+            if self.closed:
+                st = ST_CLOSED
+                break
+            want = _min(n - done[0], self.bound - self.ring.count)
+            moved = ring_push_many(&self.ring, items + done[0], want)
+            done[0] += moved
+            self.unfinished += moved
+            if done[0] == n:
+                break
+            if moved < want:
+                st = ST_NOMEM
+                break
+            if moved and self.recv_waiters:
+                # Full with items still to go: let receivers drain while we wait.
+                wake = _min(moved, self.recv_waiters)
+                moved = 0
+                fc_mutex_unlock(&self.mutex)
+                fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+                fc_mutex_lock(&self.mutex)
+                continue
+            moved = 0
+            st = self._wait(&self.not_full, &self.send_waiters, deadline)
+            if st != ST_OK:
+                break
+        wake = _min(moved, self.recv_waiters)
+        fc_mutex_unlock(&self.mutex)
+        if wake:
+            fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+        return st
+
+    cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
+                         int64_t deadline) noexcept nogil:
+        """Take 1..max_n items into out, waiting for the first one."""
+        cdef int st = ST_OK
+        cdef Py_ssize_t wake
+        fc_mutex_lock(&self.mutex)
+        while True:
+            if self.ring.count:
+                got[0] = ring_pop_many(&self.ring, out, max_n)
+                break
+            if self.closed:
+                st = ST_CLOSED
+                break
+            st = self._wait(&self.not_empty, &self.recv_waiters, deadline)
+            if st != ST_OK:
+                break
+        wake = _min(got[0], self.send_waiters)
+        fc_mutex_unlock(&self.mutex)
+        if wake:
+            fc_cond_signal_n(&self.not_full, <int>_min(wake, 1 << 30))
+        return st
+
+    cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
+                   int64_t deadline) except -1:
+        """Move items[done:n] in; _send_nogil with the GIL released whenever
+        it has to wait, letting signal handlers run (and raise) between waits."""
+        cdef int st = ST_OK
+        cdef Py_ssize_t want, moved, wake
+        # Fast path without releasing the GIL: whatever fits right now.
+        fc_mutex_lock(&self.mutex)
+        if self.closed:
+            fc_mutex_unlock(&self.mutex)
+            return ST_CLOSED
+        want = _min(n - done[0], self.bound - self.ring.count)
+        moved = ring_push_many(&self.ring, items + done[0], want)
+        done[0] += moved
+        self.unfinished += moved
+        wake = _min(moved, self.recv_waiters)
+        fc_mutex_unlock(&self.mutex)
+        if wake:
+            fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+        if done[0] == n:
+            return ST_OK
+        if moved < want:
+            return ST_NOMEM
+        if deadline == NO_WAIT:
+            return ST_TIMEOUT
+        while True:
+            with nogil:
+                st = self._send_nogil(items, n, done, deadline)
+            if st != ST_SIGNALS:
+                return st
+            PyErr_CheckSignals()
+
+    cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
+                   int64_t deadline) except -1:
+        """Take 1..max_n items; like _send, waits only in _recv_nogil."""
+        cdef int st
+        cdef Py_ssize_t wake
+        cdef bint closed
+        fc_mutex_lock(&self.mutex)
+        if self.ring.count:
+            got[0] = ring_pop_many(&self.ring, out, max_n)
+            wake = _min(got[0], self.send_waiters)
+            fc_mutex_unlock(&self.mutex)
+            if wake:
+                fc_cond_signal_n(&self.not_full, <int>_min(wake, 1 << 30))
+            return ST_OK
+        closed = self.closed
+        fc_mutex_unlock(&self.mutex)
+        if closed:
+            return ST_CLOSED
+        if deadline == NO_WAIT:
+            return ST_TIMEOUT
+        while True:
+            with nogil:
+                st = self._recv_nogil(out, max_n, got, deadline)
+            if st != ST_SIGNALS:
+                return st
+            PyErr_CheckSignals()
+
+    cdef void _close(self, bint drop_items) noexcept:
+        cdef ObjRing taken
+        taken.count = 0
+        taken.slots = NULL
+        fc_mutex_lock(&self.mutex)
+        self.closed = True
+        if drop_items:
+            self.unfinished -= _min(self.unfinished, self.ring.count)
+            taken = ring_detach(&self.ring)
+        fc_mutex_unlock(&self.mutex)
+        fc_cond_broadcast(&self.not_empty)
+        fc_cond_broadcast(&self.not_full)
+        # Outside the mutex: a __del__ run here may use this object again.
+        ring_release(&taken)
+
+    cdef Py_ssize_t _count(self) noexcept:
+        cdef Py_ssize_t n
+        fc_mutex_lock(&self.mutex)
+        n = self.ring.count
+        fc_mutex_unlock(&self.mutex)
+        return n
+
+    cdef bint _is_closed(self) noexcept:
+        cdef bint c
+        fc_mutex_lock(&self.mutex)
+        c = self.closed
+        fc_mutex_unlock(&self.mutex)
+        return c
+
+
+# The garbage collector must see the objects held in the ring, or a cycle
+# through a channel (an item that refers back to it) would never be freed.
+# Cython only traverses `object` attributes, so these replace its hooks.
+
+cdef int _ring_traverse(_BlockingRing self, gc_visit_t visit, void *arg) noexcept:
+    cdef Py_ssize_t i
+    cdef int e = 0
+    if PyType_GetFlags(type(self)) & Py_TPFLAGS_HEAPTYPE:
+        e = visit(Py_TYPE_PTR(<PyObject *>self), arg)
+        if e:
+            return e
+    # Blocking with the GIL held is allowed by the locking rule (_channel_c.pxd).
+    fc_mutex_lock(&self.mutex)
+    for i in range(self.ring.count):
+        e = visit(self.ring.slots[(self.ring.head + i) & (self.ring.size - 1)], arg)
+        if e:
+            break
+    fc_mutex_unlock(&self.mutex)
+    return e
+
+
+cdef int _ring_clear(_BlockingRing self) noexcept:
+    cdef ObjRing taken
+    fc_mutex_lock(&self.mutex)
+    taken = ring_detach(&self.ring)
+    fc_mutex_unlock(&self.mutex)
+    ring_release(&taken)
+    return 0
+
+
+cdef raise_status(int st, object timeout_exc, str what):
+    """Turn a failed status into the exception the caller documents."""
+    if st == ST_CLOSED:
+        raise ChannelClosed(f"{what} is closed")
+    if st == ST_TIMEOUT:
+        raise timeout_exc()
+    if st == ST_NOMEM:
+        raise MemoryError()
+
+
+# ---------------------------------------------------------------- Channel
+
+cdef class Channel(_BlockingRing):
+    """Bounded multi-producer multi-consumer channel.
+
+    ``send`` blocks while the channel holds ``capacity`` items (backpressure);
+    ``recv`` blocks while it is empty.  ``close()`` stops senders at once
+    (:class:`ChannelClosed`) and lets receivers drain what is left before they
+    get :class:`ChannelClosed` too.
+    """
+
+    def __init__(self, capacity):
+        cdef Py_ssize_t n = _positive_index(capacity, "capacity")
+        self._init_ring(n)
+        self._size_arg = n
+
+    @property
+    def capacity(self):
+        """The most items the channel holds at once."""
+        return self._size_arg
+
+    @property
+    def closed(self):
+        """True once close() has been called."""
+        return self._is_closed()
+
+    def __len__(self):
+        return self._count()
+
+    def __repr__(self):
+        return (f"<fastconc.Channel len={self._count()} capacity={self.bound}"
+                f"{' closed' if self._is_closed() else ''}>")
+
+    def send(self, item, timeout=None):
+        """Put item in, blocking while the channel is full.
+
+        Raises Timeout when ``timeout`` seconds pass first, ChannelClosed when
+        the channel is (or gets) closed.
+        """
+        cdef int64_t deadline = _deadline(timeout)
+        cdef PyObject *p = <PyObject *>item
+        cdef Py_ssize_t done = 0
+        cdef int st
+        Py_INCREF(item)
+        try:
+            st = self._send(&p, 1, &done, deadline)
+        finally:
+            if not done:
+                Py_DECREF(item)
+        raise_status(st, Timeout, "channel")
+
+    def try_send(self, item):
+        """Put item in if there is room now; return False when full.
+
+        Raises ChannelClosed when the channel is closed.
+        """
+        cdef PyObject *p = <PyObject *>item
+        cdef Py_ssize_t done = 0
+        cdef int st
+        Py_INCREF(item)
+        try:
+            st = self._send(&p, 1, &done, NO_WAIT)
+        finally:
+            if not done:
+                Py_DECREF(item)
+        if st == ST_TIMEOUT:
+            return False
+        raise_status(st, Timeout, "channel")
+        return True
+
+    def send_many(self, items, timeout=None):
+        """Send every item of ``items`` in order, blocking for room as needed.
+
+        Returns how many were sent.  That is fewer than ``len(items)`` only when
+        the timeout passed or the channel was closed part-way; when nothing at
+        all could be sent, Timeout or ChannelClosed is raised instead.  A
+        non-sequence iterable is read to the end before anything is sent.
+        """
+        cdef int64_t deadline = _deadline(timeout)
+        cdef tuple seq = items if type(items) is tuple else tuple(items)
+        cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+        cdef PyObject **ptrs = PySequence_Fast_ITEMS(seq)
+        cdef Py_ssize_t i, done = 0
+        cdef int st = ST_OK
+        if n == 0:
+            return 0
+        # The ring owns one reference per item it holds; take them up front
+        # because the slow path moves pointers without the GIL.
+        for i in range(n):
+            Py_INCREF(<object>ptrs[i])
+        try:
+            st = self._send(ptrs, n, &done, deadline)
+        finally:
+            for i in range(done, n):
+                Py_DECREF(<object>ptrs[i])
+        if done == 0:
+            raise_status(st, Timeout, "channel")
+        if st == ST_NOMEM:
+            raise MemoryError()
+        return done
+
+    def recv(self, timeout=None):
+        """Take the oldest item, blocking while the channel is empty.
+
+        Raises Timeout when ``timeout`` seconds pass first, ChannelClosed once
+        the channel is closed and drained.
+        """
+        cdef int64_t deadline = _deadline(timeout)
+        cdef PyObject *p = NULL
+        cdef Py_ssize_t got = 0
+        cdef int st = self._recv(&p, 1, &got, deadline)
+        if got:
+            item = <object>p
+            Py_DECREF(item)
+            return item
+        raise_status(st, Timeout, "channel")
+
+    def try_recv(self):
+        """Take the oldest item if there is one; raise Empty if not.
+
+        Raises ChannelClosed once the channel is closed and drained.
+        """
+        cdef PyObject *p = NULL
+        cdef Py_ssize_t got = 0
+        cdef int st = self._recv(&p, 1, &got, NO_WAIT)
+        if got:
+            item = <object>p
+            Py_DECREF(item)
+            return item
+        if st == ST_TIMEOUT:
+            raise Empty("channel is empty")
+        raise_status(st, Timeout, "channel")
+
+    def recv_many(self, max_items, timeout=None):
+        """Wait for at least one item, then take up to ``max_items`` at once.
+
+        Returns a non-empty list.  Raises Timeout if nothing arrived in time,
+        ChannelClosed once the channel is closed and drained.
+        """
+        cdef Py_ssize_t want = _positive_index(max_items, "max_items")
+        cdef int64_t deadline = _deadline(timeout)
+        cdef PyObject *one = NULL
+        cdef PyObject **buf = &one
+        cdef Py_ssize_t i, got = 0
+        cdef int st
+        cdef list result
+        want = _min(_min(want, self.bound), MAX_BATCH)
+        if want > 1:
+            buf = <PyObject **>PyMem_RawMalloc(<size_t>want * sizeof(PyObject *))
+            if buf == NULL:
+                raise MemoryError()
+        try:
+            st = self._recv(buf, want, &got, deadline)
+            result = [None] * got
+            for i in range(got):
+                # The list takes over the reference the ring held.
+                result[i] = <object>buf[i]
+                Py_DECREF(<object>buf[i])
+        finally:
+            if buf != &one:
+                PyMem_RawFree(buf)
+        if got:
+            return result
+        raise_status(st, Timeout, "channel")
+
+    def close(self):
+        """Close the channel: wake every waiter; senders get ChannelClosed,
+        receivers drain what is left first.  Closing twice is harmless."""
+        self._close(False)
+
+    def __iter__(self):
+        """Yield received items until the channel is closed and drained."""
+        while True:
+            try:
+                item = self.recv()
+            except ChannelClosed:
+                return
+            yield item
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return None
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+# ---------------------------------------------------------------- Queue
+
+cdef class Queue(_BlockingRing):
+    """Drop-in replacement for :class:`queue.Queue` (including Python 3.13's
+    ``shutdown``, on every Python version), built on the compiled channel.
+
+    If maxsize is <= 0, the queue size is infinite.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        fc_cond_init(&self.all_tasks_done)
+
+    def __dealloc__(self):
+        if self.initialised:
+            fc_cond_destroy(&self.all_tasks_done)
+
+    def __init__(self, maxsize=0):
+        cdef Py_ssize_t bound
+        try:
+            size = operator.index(maxsize)
+        except TypeError:
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
+        bound = size if 0 < size < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+        self._init_ring(bound)
+        self._size_arg = maxsize
+
+    @property
+    def maxsize(self):
+        return self._size_arg
+
+    @property
+    def is_shutdown(self):
+        """True once shutdown() has been called."""
+        return self._is_closed()
+
+    @property
+    def unfinished_tasks(self):
+        """Items put and not yet marked done with task_done()."""
+        cdef Py_ssize_t n
+        fc_mutex_lock(&self.mutex)
+        n = self.unfinished
+        fc_mutex_unlock(&self.mutex)
+        return n
+
+    def __repr__(self):
+        return f"<fastconc.Queue qsize={self._count()} maxsize={self._size_arg!r}>"
+
+    def task_done(self):
+        """Indicate that a formerly enqueued task is complete.
+
+        Raises a ValueError if called more times than there were items placed
+        in the queue.
+        """
+        cdef bint wake = False
+        fc_mutex_lock(&self.mutex)
+        if self.unfinished <= 0:
+            fc_mutex_unlock(&self.mutex)
+            raise ValueError("task_done() called too many times")
+        self.unfinished -= 1
+        if self.unfinished == 0 and self.join_waiters:
+            wake = True
+        fc_mutex_unlock(&self.mutex)
+        if wake:
+            fc_cond_broadcast(&self.all_tasks_done)
+
+    def join(self):
+        """Block until every item put has been marked done with task_done()."""
+        cdef int st
+        while True:
+            with nogil:
+                fc_mutex_lock(&self.mutex)
+                while self.unfinished > 0:
+                    st = self._wait(&self.all_tasks_done, &self.join_waiters, FOREVER)
+                    if st != ST_OK:
+                        break
+                else:
+                    st = ST_OK
+                fc_mutex_unlock(&self.mutex)
+            if st != ST_SIGNALS:
+                return
+            PyErr_CheckSignals()
+
+    def qsize(self):
+        """Return the approximate size of the queue."""
+        return self._count()
+
+    def empty(self):
+        """Return True if the queue is empty (racy, as in queue.Queue)."""
+        return self._count() == 0
+
+    def full(self):
+        """Return True if the queue is full (racy, as in queue.Queue)."""
+        return self.bound != PY_SSIZE_T_MAX and self._count() >= self.bound
+
+    def put(self, item, block=True, timeout=None):
+        """Put an item into the queue.
+
+        With ``block`` true and ``timeout`` None, wait for a free slot; with a
+        non-negative timeout, raise Full after that many seconds; with
+        ``block`` false, raise Full at once if there is no room.  Raises
+        ChannelClosed (a queue.ShutDown) once the queue is shut down.
+        """
+        cdef int64_t deadline = FOREVER
+        cdef PyObject *p = <PyObject *>item
+        cdef Py_ssize_t done = 0
+        cdef int st
+        if self.bound != PY_SSIZE_T_MAX:
+            if not block:
+                deadline = NO_WAIT
+            elif timeout is not None:
+                deadline = _deadline(timeout)
+        Py_INCREF(item)
+        try:
+            st = self._send(&p, 1, &done, deadline)
+        finally:
+            if not done:
+                Py_DECREF(item)
+        raise_status(st, Full, "queue")
+
+    def get(self, block=True, timeout=None):
+        """Remove and return an item from the queue.
+
+        With ``block`` true and ``timeout`` None, wait for an item; with a
+        non-negative timeout, raise Empty after that many seconds; with
+        ``block`` false, raise Empty at once if there is none.  Raises
+        ChannelClosed (a queue.ShutDown) once the queue is shut down and empty.
+        """
+        cdef int64_t deadline = FOREVER
+        cdef PyObject *p = NULL
+        cdef Py_ssize_t got = 0
+        cdef int st
+        if not block:
+            deadline = NO_WAIT
+        elif timeout is not None:
+            deadline = _deadline(timeout)
+        st = self._recv(&p, 1, &got, deadline)
+        if got:
+            item = <object>p
+            Py_DECREF(item)
+            return item
+        raise_status(st, Empty, "queue")
+
+    def put_nowait(self, item):
+        """Put an item only if a slot is free right now, else raise Full."""
+        return self.put(item, False)
+
+    def get_nowait(self):
+        """Get an item only if one is there right now, else raise Empty."""
+        return self.get(False)
+
+    def shutdown(self, immediate=False):
+        """Shut down the queue: put() raises ChannelClosed (queue.ShutDown)
+        from now on and get() once the queue is empty.  Blocked callers wake.
+
+        With ``immediate``, the remaining items are dropped and marked done,
+        so get() raises at once and join() returns.
+        """
+        cdef bint wake_joiners
+        self._close(bool(immediate))
+        if immediate:
+            fc_mutex_lock(&self.mutex)
+            wake_joiners = self.unfinished == 0 and self.join_waiters
+            fc_mutex_unlock(&self.mutex)
+            if wake_joiners:
+                fc_cond_broadcast(&self.all_tasks_done)
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+for _tp in (_BlockingRing, Channel, Queue):
+    (<GcType *><PyObject *>_tp).tp_traverse = <gc_traverse_t>_ring_traverse
+    (<GcType *><PyObject *>_tp).tp_clear = <gc_clear_t>_ring_clear
+del _tp

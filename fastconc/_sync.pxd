@@ -1,0 +1,28 @@
+# Blocking primitives for the compiled backend: a mutex, a condition variable
+# whose waits can be cut short by a signal, and a monotonic clock.  All of it
+# lives in include/fc_sync.h; this file only makes it visible to Cython.
+from libc.stdint cimport int64_t
+
+cdef extern from "fc_sync.h" nogil:
+    ctypedef struct fc_mutex:
+        pass
+    ctypedef struct fc_cond:
+        pass
+
+    enum:
+        FC_WAIT_OK
+        FC_WAIT_CHECK_SIGNALS
+
+    int64_t fc_monotonic_ns()
+
+    int fc_mutex_init(fc_mutex *m)
+    void fc_mutex_destroy(fc_mutex *m)
+    void fc_mutex_lock(fc_mutex *m)
+    bint fc_mutex_trylock(fc_mutex *m)
+    void fc_mutex_unlock(fc_mutex *m)
+
+    int fc_cond_init(fc_cond *c)
+    void fc_cond_destroy(fc_cond *c)
+    int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns)
+    void fc_cond_signal_n(fc_cond *c, int n)
+    void fc_cond_broadcast(fc_cond *c)

@@ -1,0 +1,152 @@
+/* fc_sync.h -- the one place fastconc blocks a thread: mutex, condition
+ * variable and the monotonic clock their deadlines use.
+ *
+ * Contract of fc_cond_wait(cond, mutex, timeout_ns):
+ *   - called and returns with the mutex held; the caller re-checks its
+ *     predicate and its own deadline after every return (wake-ups may be
+ *     spurious, as with pthread_cond_wait);
+ *   - timeout_ns < 0 waits without a time limit;
+ *   - returns FC_WAIT_CHECK_SIGNALS when the caller must take the GIL and run
+ *     PyErr_CheckSignals() before waiting again, so that Ctrl-C reaches a
+ *     main thread blocked here.
+ *
+ * Linux: the condition variable is a futex sequence word (Drepper, "Futexes
+ * Are Tricky", 2011, the "waiters re-check under the mutex" condvar).  A
+ * signal delivered to the waiting thread interrupts futex(2) with EINTR
+ * (CPython installs its handlers without SA_RESTART), so the wait ends the
+ * moment SIGINT arrives and nothing polls.
+ *
+ * Elsewhere (other POSIX systems, Windows) the native condition variable is
+ * used; those do not return early on a signal, so a wait is cut into
+ * FC_SIGNAL_SLICE_NS slices and reports FC_WAIT_CHECK_SIGNALS between them.
+ * That path wakes 20 times a second while blocked; it is untested in CI (CI is
+ * Linux) and is there so the extension still builds and behaves correctly.
+ */
+#ifndef FASTCONC_SYNC_H
+#define FASTCONC_SYNC_H
+
+#include <stdint.h>
+#include <errno.h>
+#include <limits.h>
+#include "fc_atomic.h"
+
+enum { FC_WAIT_OK = 0, FC_WAIT_CHECK_SIGNALS = 1 };
+
+#define FC_SIGNAL_SLICE_NS 50000000LL
+
+/* ------------------------------------------------------------ clock */
+#if defined(_WIN32)
+#include <windows.h>
+static inline int64_t fc_monotonic_ns(void) {
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (int64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
+}
+#else
+#include <time.h>
+static inline int64_t fc_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#endif
+
+/* ------------------------------------------------------------ mutex */
+#if defined(_WIN32)
+typedef SRWLOCK fc_mutex;
+static inline int fc_mutex_init(fc_mutex *m) { InitializeSRWLock(m); return 0; }
+static inline void fc_mutex_destroy(fc_mutex *m) { (void)m; }
+static inline void fc_mutex_lock(fc_mutex *m) { AcquireSRWLockExclusive(m); }
+/* 1 when acquired */
+static inline int fc_mutex_trylock(fc_mutex *m) { return TryAcquireSRWLockExclusive(m) != 0; }
+static inline void fc_mutex_unlock(fc_mutex *m) { ReleaseSRWLockExclusive(m); }
+#else
+#include <pthread.h>
+typedef pthread_mutex_t fc_mutex;
+static inline int fc_mutex_init(fc_mutex *m) { return pthread_mutex_init(m, NULL); }
+static inline void fc_mutex_destroy(fc_mutex *m) { pthread_mutex_destroy(m); }
+static inline void fc_mutex_lock(fc_mutex *m) { pthread_mutex_lock(m); }
+static inline int fc_mutex_trylock(fc_mutex *m) { return pthread_mutex_trylock(m) == 0; }
+static inline void fc_mutex_unlock(fc_mutex *m) { pthread_mutex_unlock(m); }
+#endif
+
+/* ------------------------------------------------------------ condition variable */
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct { fc_atomic_u32 seq; } fc_cond;
+
+static inline int fc_cond_init(fc_cond *c) { fc_u32_init(&c->seq, 0); return 0; }
+static inline void fc_cond_destroy(fc_cond *c) { (void)c; }
+
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+    /* relaxed: read under the mutex, and every change to the predicate is
+     * made under that mutex before the signaller bumps seq, so this read is
+     * ordered before any bump that concerns us; futex(2) itself re-reads the
+     * word atomically against FUTEX_WAKE. */
+    uint32_t seq = fc_u32_load_relaxed(&c->seq);
+    struct timespec ts, *tsp = NULL;
+    long r;
+    int err = 0;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    fc_mutex_unlock(m);
+    r = syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAIT_PRIVATE, seq, tsp, NULL, 0);
+    if (r == -1)
+        err = errno;
+    fc_mutex_lock(m);
+    /* EAGAIN: seq moved before we slept; ETIMEDOUT: caller checks its deadline */
+    return err == EINTR ? FC_WAIT_CHECK_SIGNALS : FC_WAIT_OK;
+}
+
+/* Wake up to n waiters.  Called after the predicate change, mutex released. */
+static inline void fc_cond_signal_n(fc_cond *c, int n) {
+    /* seq_cst: the bump must be visible before the kernel looks for sleepers
+     * in FUTEX_WAKE, the same full barrier glibc's pthread_cond_signal uses. */
+    fc_u32_fetch_add_seq_cst(&c->seq, 1);
+    syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+#elif defined(_WIN32)
+typedef CONDITION_VARIABLE fc_cond;
+static inline int fc_cond_init(fc_cond *c) { InitializeConditionVariable(c); return 0; }
+static inline void fc_cond_destroy(fc_cond *c) { (void)c; }
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+    int64_t slice = (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS) ? FC_SIGNAL_SLICE_NS : timeout_ns;
+    SleepConditionVariableSRW(c, m, (DWORD)((slice + 999999) / 1000000), 0);
+    return slice == timeout_ns ? FC_WAIT_OK : FC_WAIT_CHECK_SIGNALS;
+}
+static inline void fc_cond_signal_n(fc_cond *c, int n) {
+    if (n == 1) WakeConditionVariable(c); else WakeAllConditionVariable(c);
+}
+
+#else /* other POSIX */
+#include <sys/time.h>
+typedef pthread_cond_t fc_cond;
+static inline int fc_cond_init(fc_cond *c) { return pthread_cond_init(c, NULL); }
+static inline void fc_cond_destroy(fc_cond *c) { pthread_cond_destroy(c); }
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+    int64_t slice = (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS) ? FC_SIGNAL_SLICE_NS : timeout_ns;
+    struct timespec ts;
+    int64_t when;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    when = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + slice;
+    ts.tv_sec = (time_t)(when / 1000000000LL);
+    ts.tv_nsec = (long)(when % 1000000000LL);
+    pthread_cond_timedwait(c, m, &ts);
+    return slice == timeout_ns ? FC_WAIT_OK : FC_WAIT_CHECK_SIGNALS;
+}
+static inline void fc_cond_signal_n(fc_cond *c, int n) {
+    if (n == 1) pthread_cond_signal(c); else pthread_cond_broadcast(c);
+}
+#endif
+
+#define fc_cond_broadcast(c) fc_cond_signal_n((c), INT_MAX)
+
+#endif /* FASTCONC_SYNC_H */
