@@ -25,6 +25,9 @@
 #ifndef FASTCONC_SYNC_H
 #define FASTCONC_SYNC_H
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1  /* PTHREAD_MUTEX_ADAPTIVE_NP */
+#endif
 #include <stdint.h>
 #include <errno.h>
 #include <limits.h>
@@ -64,7 +67,21 @@ static inline void fc_mutex_unlock(fc_mutex *m) { ReleaseSRWLockExclusive(m); }
 #else
 #include <pthread.h>
 typedef pthread_mutex_t fc_mutex;
-static inline int fc_mutex_init(fc_mutex *m) { return pthread_mutex_init(m, NULL); }
+static inline int fc_mutex_init(fc_mutex *m) {
+#if defined(PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP)
+    /* Critical sections here are a few pointer moves, far shorter than a
+     * futex sleep and wake-up: spin a little before sleeping (glibc). */
+    pthread_mutexattr_t attr;
+    int r;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    r = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return r;
+#else
+    return pthread_mutex_init(m, NULL);
+#endif
+}
 static inline void fc_mutex_destroy(fc_mutex *m) { pthread_mutex_destroy(m); }
 static inline void fc_mutex_lock(fc_mutex *m) { pthread_mutex_lock(m); }
 static inline int fc_mutex_trylock(fc_mutex *m) { return pthread_mutex_trylock(m) == 0; }

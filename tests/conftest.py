@@ -1,0 +1,76 @@
+"""Shared fixtures: every behaviour test runs once per backend.
+
+The "cython" parameter imports the compiled module directly, so a broken
+build errors out here instead of quietly testing the fallback twice.  It is
+skipped only when FASTCONC_NO_EXTENSIONS says there is no compiled backend.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fastconc import _impl
+
+BACKENDS = ("cython", "python")
+
+# Upper bound, in seconds, for any single join/wait in a test: generous so a
+# loaded CI machine never fails a correct run, finite so a bug cannot hang it.
+JOIN_TIMEOUT = 60.0
+
+
+def load_backend(name: str):  # noqa: ANN201 - a SimpleNamespace of classes
+    if name == "cython":
+        if _impl.NO_EXTENSIONS:
+            pytest.skip("FASTCONC_NO_EXTENSIONS is set: no compiled backend")
+        return _impl.load_cython()
+    return _impl.load_python()
+
+
+@pytest.fixture(params=BACKENDS)
+def impl(request: pytest.FixtureRequest):  # noqa: ANN201
+    """The primitives of one backend, as ``impl.Channel``, ``impl.Queue``..."""
+    return load_backend(request.param)
+
+
+def stress_scale() -> float:
+    """Multiplier for stress-test sizes (FASTCONC_STRESS_SCALE, default 1)."""
+    return float(os.environ.get("FASTCONC_STRESS_SCALE", "1"))
+
+
+class Threads:
+    """Start threads that all begin together; join them with a timeout and
+    re-raise the first exception any of them hit."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def start(self, target: Callable[..., object], *args: object) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # reported by join()
+                self.errors.append(exc)
+
+        t = threading.Thread(target=run, daemon=True)
+        self._threads.append(t)
+        t.start()
+        return t
+
+    def join(self, timeout: float = JOIN_TIMEOUT) -> None:
+        for t in self._threads:
+            t.join(timeout)
+            assert not t.is_alive(), f"thread {t.name} still running after {timeout}s"
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.fixture
+def threads() -> Iterator[Threads]:
+    pool = Threads()
+    yield pool
+    pool.join()

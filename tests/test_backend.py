@@ -1,0 +1,99 @@
+"""Backend selection, packaging and the error hierarchy."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import pathlib
+import queue
+import subprocess
+import sys
+
+import pytest
+
+import fastconc
+from fastconc import _impl, errors
+
+SOURCE_TREE = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_implementation_names():
+    found = fastconc.implementations()
+    assert "python" in found
+    assert fastconc.IMPLEMENTATION in found
+    assert fastconc.Channel is found[fastconc.IMPLEMENTATION].Channel
+    assert fastconc.Queue is found[fastconc.IMPLEMENTATION].Queue
+    if _impl.NO_EXTENSIONS:
+        assert list(found) == ["python"] and fastconc.IMPLEMENTATION == "python"
+
+
+def test_tests_run_against_installed_package():
+    installed = pathlib.Path(fastconc.__file__).resolve()
+    assert SOURCE_TREE not in installed.parents, (
+        f"fastconc imported from the source tree ({installed}); install it and "
+        "run pytest from outside the checkout"
+    )
+
+
+def test_cython_backend_is_compiled():
+    if _impl.NO_EXTENSIONS:
+        pytest.skip("FASTCONC_NO_EXTENSIONS is set")
+    from fastconc import _channel_c
+
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    assert _channel_c.__file__.endswith(suffixes), _channel_c.__file__
+    assert isinstance(_channel_c.__loader__, importlib.machinery.ExtensionFileLoader)
+    assert fastconc.IMPLEMENTATION == "cython"
+    assert fastconc.implementations()["cython"].Channel.__module__ == "fastconc._channel_c"
+
+
+def test_no_extensions_env_forces_python():
+    env = dict(os.environ, FASTCONC_NO_EXTENSIONS="1")
+    env.pop("FASTCONC_REQUIRE_EXTENSIONS", None)
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import fastconc; print(fastconc.IMPLEMENTATION, sorted(fastconc.implementations()))"],
+        env=env, capture_output=True, text=True, check=True, cwd="/",
+    ).stdout.split(None, 1)
+    assert out == ["python", "['python']\n"]
+
+
+def test_headers_and_stubs_are_installed():
+    inc = pathlib.Path(fastconc.get_include())
+    assert (inc / "fc_atomic.h").is_file() and (inc / "fc_sync.h").is_file()
+    pkg = pathlib.Path(fastconc.__file__).parent
+    for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_sync.pxd"):
+        assert (pkg / name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    "exc,bases",
+    [
+        (errors.ChannelClosed, (errors.ConcurrencyError,)),
+        (errors.Timeout, (errors.ConcurrencyError, TimeoutError)),
+        (errors.Empty, (errors.ConcurrencyError, queue.Empty)),
+        (errors.Full, (errors.ConcurrencyError, queue.Full)),
+        (errors.ResourceUnavailable, (errors.ConcurrencyError, TimeoutError)),
+        (errors.Deadlock, (errors.ConcurrencyError,)),
+        (errors.CircuitOpenError, (errors.ConcurrencyError,)),
+        (errors.ActorStopped, (errors.ConcurrencyError,)),
+    ],
+)
+def test_error_hierarchy(exc, bases):
+    for base in bases:
+        assert issubclass(exc, base)
+    assert getattr(fastconc, exc.__name__) is exc
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="queue.ShutDown is new in 3.13")
+def test_channel_closed_is_queue_shutdown():
+    assert issubclass(errors.ChannelClosed, queue.ShutDown)
+
+
+def test_main_module_runs_quick_comparison():
+    out = subprocess.run(
+        [sys.executable, "-m", "fastconc", "--quick"],
+        capture_output=True, text=True, check=True, cwd="/", timeout=300,
+    ).stdout
+    assert f"backend in use: {fastconc.IMPLEMENTATION}" in out
+    assert "queue.Queue" in out and "Channel" in out

@@ -1,0 +1,189 @@
+"""Hypothesis state machines: Channel and Queue against a plain-deque model."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+
+import pytest
+from conftest import BACKENDS, load_backend
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from fastconc import ChannelClosed, Empty, Full, Timeout
+
+EXAMPLES = int(os.environ.get("FASTCONC_HYPOTHESIS_EXAMPLES", "60"))
+SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=40, deadline=None)
+
+items = st.integers(-5, 1000)
+
+
+class ChannelMachine(RuleBasedStateMachine):
+    backend = "python"
+
+    @initialize(capacity=st.integers(1, 6))
+    def create(self, capacity):
+        self.ch = load_backend(self.backend).Channel(capacity)
+        self.capacity = capacity
+        self.model: deque[int] = deque()
+        self.closed = False
+
+    @rule(item=items)
+    def try_send(self, item):
+        if self.closed:
+            with pytest.raises(ChannelClosed):
+                self.ch.try_send(item)
+            return
+        ok = self.ch.try_send(item)
+        assert ok == (len(self.model) < self.capacity)
+        if ok:
+            self.model.append(item)
+
+    @rule(item=items)
+    def send_no_wait(self, item):
+        if self.closed:
+            with pytest.raises(ChannelClosed):
+                self.ch.send(item, timeout=0)
+        elif len(self.model) < self.capacity:
+            self.ch.send(item, timeout=0)
+            self.model.append(item)
+        else:
+            with pytest.raises(Timeout):
+                self.ch.send(item, timeout=0)
+
+    @rule(batch=st.lists(items, max_size=8))
+    def send_many(self, batch):
+        room = self.capacity - len(self.model)
+        if not batch:
+            assert self.ch.send_many(batch, timeout=0) == 0
+        elif self.closed:
+            with pytest.raises(ChannelClosed):
+                self.ch.send_many(batch, timeout=0)
+        elif room == 0:
+            with pytest.raises(Timeout):
+                self.ch.send_many(batch, timeout=0)
+        else:
+            sent = self.ch.send_many(batch, timeout=0)
+            assert sent == min(room, len(batch))
+            self.model.extend(batch[:sent])
+
+    @rule()
+    def try_recv(self):
+        if self.model:
+            assert self.ch.try_recv() == self.model.popleft()
+        elif self.closed:
+            with pytest.raises(ChannelClosed):
+                self.ch.try_recv()
+        else:
+            with pytest.raises(Empty):
+                self.ch.try_recv()
+
+    @rule(n=st.integers(1, 8))
+    def recv_many(self, n):
+        if self.model:
+            expected = [self.model.popleft() for _ in range(min(n, len(self.model)))]
+            assert self.ch.recv_many(n, timeout=0) == expected
+        elif self.closed:
+            with pytest.raises(ChannelClosed):
+                self.ch.recv_many(n, timeout=0)
+        else:
+            with pytest.raises(Timeout):
+                self.ch.recv_many(n, timeout=0)
+
+    @precondition(lambda self: not self.closed)
+    @rule()
+    def close(self):
+        self.ch.close()
+        self.closed = True
+
+    @invariant()
+    def same_length(self):
+        if hasattr(self, "ch"):
+            assert len(self.ch) == len(self.model)
+            assert self.ch.closed == self.closed
+
+
+class QueueMachine(RuleBasedStateMachine):
+    backend = "python"
+
+    @initialize(maxsize=st.integers(-1, 5))
+    def create(self, maxsize):
+        self.q = load_backend(self.backend).Queue(maxsize)
+        self.maxsize = maxsize
+        self.model: deque[int] = deque()
+        self.unfinished = 0
+        self.shutdown = False
+
+    def full(self):
+        return 0 < self.maxsize <= len(self.model)
+
+    @rule(item=items)
+    def put_nowait(self, item):
+        if self.shutdown:
+            with pytest.raises(ChannelClosed):
+                self.q.put_nowait(item)
+        elif self.full():
+            with pytest.raises(Full):
+                self.q.put_nowait(item)
+        else:
+            self.q.put_nowait(item)
+            self.model.append(item)
+            self.unfinished += 1
+
+    @rule()
+    def get_nowait(self):
+        if self.model:
+            assert self.q.get_nowait() == self.model.popleft()
+        elif self.shutdown:
+            with pytest.raises(ChannelClosed):
+                self.q.get_nowait()
+        else:
+            with pytest.raises(Empty):
+                self.q.get(timeout=0)
+
+    @rule()
+    def task_done(self):
+        if self.unfinished:
+            self.q.task_done()
+            self.unfinished -= 1
+        else:
+            with pytest.raises(ValueError):
+                self.q.task_done()
+
+    @rule(immediate=st.booleans())
+    def shut_down(self, immediate):
+        self.q.shutdown(immediate=immediate)
+        self.shutdown = True
+        if immediate:
+            self.unfinished -= min(self.unfinished, len(self.model))
+            self.model.clear()
+
+    @invariant()
+    def observers(self):
+        if hasattr(self, "q"):
+            assert self.q.qsize() == len(self.model)
+            assert self.q.empty() == (not self.model)
+            assert self.q.full() == self.full()
+            assert self.q.unfinished_tasks == self.unfinished
+            assert self.q.is_shutdown == self.shutdown
+
+
+def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
+    cls = type(f"{machine.__name__}_{backend}", (machine,), {"backend": backend})
+    case = cls.TestCase
+    case.settings = SETTINGS
+    return case
+
+
+for _backend in BACKENDS:
+    for _machine in (ChannelMachine, QueueMachine):
+        _case = _for_backend(_machine, _backend)
+        globals()[f"Test{_machine.__name__}_{_backend}"] = _case
+del _backend, _machine, _case
