@@ -28,11 +28,12 @@ def test_implementation_names():
 
 
 def test_tests_run_against_installed_package():
-    installed = pathlib.Path(fastconc.__file__).resolve()
-    assert SOURCE_TREE not in installed.parents, (
-        f"fastconc imported from the source tree ({installed}); install it and "
+    package_dir = pathlib.Path(fastconc.__file__).resolve().parent
+    assert package_dir != SOURCE_TREE / "fastconc", (
+        f"fastconc imported from the source tree ({package_dir}); install it and "
         "run pytest from outside the checkout"
     )
+    assert package_dir.parent.name in ("site-packages", "dist-packages"), package_dir
 
 
 def test_cython_backend_is_compiled():
