@@ -8,6 +8,7 @@ from a pure-Python twin with the same API; :data:`IMPLEMENTATION` says which
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from fastconc._impl import IMPLEMENTATION, implementations, selected
 from fastconc.errors import (
@@ -24,8 +25,11 @@ from fastconc.errors import (
 
 __version__ = "0.1.0"
 
-Channel = selected.Channel
-Queue = selected.Queue
+if TYPE_CHECKING:
+    from fastconc._channel_c import Channel, Queue
+else:
+    Channel = selected.Channel
+    Queue = selected.Queue
 
 __all__ = [
     "IMPLEMENTATION",

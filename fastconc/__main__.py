@@ -9,6 +9,7 @@ the median of several rounds after a warm-up round.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import sys
@@ -63,7 +64,7 @@ def run(scale: float, rounds: int) -> None:
         print(f"{title}  [{n:,} items]")
         rows = []
         for c in w.contenders(kind):
-            per_item = measure(lambda c=c: workload(c, n), rounds) / n
+            per_item = measure(functools.partial(workload, c, n), rounds) / n
             rows.append((c, per_item))
         base = next(t for c, t in rows if c.baseline)
         for c, t in rows:

@@ -4,6 +4,8 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from typing_extensions import disjoint_base
+
 _T = TypeVar("_T")
 
 class Channel(Generic[_T]):
@@ -25,6 +27,7 @@ class Channel(Generic[_T]):
     def __exit__(self, *exc_info: object) -> None: ...
     def __class_getitem__(cls, item: Any, /) -> types.GenericAlias: ...
 
+@disjoint_base
 class Queue(Generic[_T]):
     def __init__(self, maxsize: int = 0) -> None: ...
     @property

@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False
 """Compiled backend of Channel and Queue.
 
 A bounded ring of object pointers behind a mutex and two condition variables

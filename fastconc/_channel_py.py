@@ -247,7 +247,7 @@ class Channel:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    __class_getitem__: Any = classmethod(types.GenericAlias)
 
 
 class Queue:
@@ -391,4 +391,4 @@ class Queue:
         # Released outside the lock: an item's __del__ may use this queue.
         dropped.clear()
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    __class_getitem__: Any = classmethod(types.GenericAlias)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import BACKENDS, JOIN_TIMEOUT
+
 from fastconc import _impl
 
 pytestmark = pytest.mark.skipif(
