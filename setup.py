@@ -66,16 +66,14 @@ def extensions():
             raise
         sys.stderr.write(FALLBACK_WARNING.format(reason=f"Cython missing: {exc}"))
         return []
-    define_macros = []
-    if os.environ.get("FASTCONC_CYTHON_TRACE"):
-        define_macros.append(("CYTHON_TRACE_NOGIL", "1"))
     exts = [
         Extension(
             f"fastconc.{name}",
             [f"fastconc/{name}.pyx"],
             include_dirs=["fastconc/include"],
-            define_macros=define_macros,
-            extra_compile_args=[] if os.name == "nt" else ["-O2", "-std=c11"],
+            # MSVC has <stdatomic.h> only behind these switches (VS 17.5+).
+            extra_compile_args=(["/std:c11", "/experimental:c11atomics"] if os.name == "nt"
+                                else ["-O2", "-std=c11"]),
         )
         for name in MODULES
     ]

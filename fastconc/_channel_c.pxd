@@ -33,11 +33,12 @@ cdef class _BlockingRing:
     cdef Py_ssize_t send_waiters
     cdef Py_ssize_t unfinished     # items put and not yet task_done() (Queue)
     cdef bint closed
+    cdef bint counts_tasks         # Queue: keep `unfinished` for task_done/join
     cdef bint initialised
-    cdef object _size_arg          # capacity / maxsize as the caller gave it
+    cdef object _size_arg          # capacity / maxsize (an int), None until __init__
     cdef object __weakref__
 
-    cdef int _init_ring(self, Py_ssize_t bound) except -1
+    cdef int _init_ring(self, Py_ssize_t bound, object size_arg, bint counts_tasks) except -1
     cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline) noexcept nogil
     cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
                          int64_t deadline) noexcept nogil

@@ -8,11 +8,11 @@ pointer and skips the wake-up when the waiter count says nobody sleeps.
 See _channel_c.pxd for the layout and the locking rule.
 """
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 
 from fastconc._sync cimport (
     FC_WAIT_CHECK_SIGNALS,
@@ -109,7 +109,8 @@ cdef Py_ssize_t _positive_index(object value, str name) except -1:
 
 cdef int ring_init(ObjRing *r, Py_ssize_t bound) noexcept nogil:
     cdef Py_ssize_t cap = 1
-    while cap < bound and cap < (<Py_ssize_t>1 << 60):
+    # Largest power of two a Py_ssize_t holds; ring_grow also checks bytes.
+    while cap < bound and cap <= (PY_SSIZE_T_MAX >> 1):
         cap <<= 1
     r.slots = NULL
     r.size = 0
@@ -127,12 +128,14 @@ cdef int ring_grow(ObjRing *r) noexcept nogil:
         new_size = r.max_slots
     if new_size <= r.size or <size_t>new_size > (<size_t>-1) // sizeof(PyObject *):
         return -1
-    slots = <PyObject **>PyMem_RawMalloc(<size_t>new_size * sizeof(PyObject *))
+    # libc malloc, not PyMem_RawMalloc: this runs with the mutex held and
+    # tracemalloc's raw-allocator hook would take the GIL (locking rule).
+    slots = <PyObject **>malloc(<size_t>new_size * sizeof(PyObject *))
     if slots == NULL:
         return -1
     for i in range(r.count):
         slots[i] = r.slots[(r.head + i) & (r.size - 1)]
-    PyMem_RawFree(r.slots)
+    free(r.slots)
     r.slots = slots
     r.size = new_size
     r.head = 0
@@ -176,7 +179,7 @@ cdef void ring_release(ObjRing *r) noexcept:
     cdef Py_ssize_t i
     for i in range(r.count):
         Py_DECREF(<object>r.slots[(r.head + i) & (r.size - 1)])
-    PyMem_RawFree(r.slots)
+    free(r.slots)
     r.slots = NULL
     r.count = 0
 
@@ -207,9 +210,15 @@ cdef class _BlockingRing:
         fc_cond_destroy(&self.not_full)
         fc_mutex_destroy(&self.mutex)
 
-    cdef int _init_ring(self, Py_ssize_t bound) except -1:
+    cdef int _init_ring(self, Py_ssize_t bound, object size_arg, bint counts_tasks) except -1:
+        # Capacity never changes afterwards, which is what lets `bound` and
+        # `_size_arg` be read without the mutex.
+        if self._size_arg is not None:
+            raise RuntimeError(f"{type(self).__name__} is already initialised")
         ring_init(&self.ring, bound)
         self.bound = bound
+        self.counts_tasks = counts_tasks
+        self._size_arg = size_arg
         return 0
 
     def __reduce__(self):
@@ -241,7 +250,8 @@ cdef class _BlockingRing:
             want = _min(n - done[0], self.bound - self.ring.count)
             moved = ring_push_many(&self.ring, items + done[0], want)
             done[0] += moved
-            self.unfinished += moved
+            if self.counts_tasks:
+                self.unfinished += moved
             if done[0] == n:
                 break
             if moved < want:
@@ -301,7 +311,8 @@ cdef class _BlockingRing:
         want = _min(n - done[0], self.bound - self.ring.count)
         moved = ring_push_many(&self.ring, items + done[0], want)
         done[0] += moved
-        self.unfinished += moved
+        if self.counts_tasks:
+            self.unfinished += moved
         wake = _min(moved, self.recv_waiters)
         fc_mutex_unlock(&self.mutex)
         if wake:
@@ -312,6 +323,9 @@ cdef class _BlockingRing:
             return ST_NOMEM
         if deadline == NO_WAIT:
             return ST_TIMEOUT
+        # A signal that arrived since the interpreter last looked would not
+        # interrupt the futex wait below: look once more before sleeping.
+        PyErr_CheckSignals()
         while True:
             with nogil:
                 st = self._send_nogil(items, n, done, deadline)
@@ -339,6 +353,7 @@ cdef class _BlockingRing:
             return ST_CLOSED
         if deadline == NO_WAIT:
             return ST_TIMEOUT
+        PyErr_CheckSignals()  # see _send
         while True:
             with nogil:
                 st = self._recv_nogil(out, max_n, got, deadline)
@@ -429,8 +444,7 @@ cdef class Channel(_BlockingRing):
 
     def __init__(self, capacity):
         cdef Py_ssize_t n = _positive_index(capacity, "capacity")
-        self._init_ring(n)
-        self._size_arg = n
+        self._init_ring(n, n, False)
 
     @property
     def capacity(self):
@@ -564,19 +578,26 @@ cdef class Channel(_BlockingRing):
         cdef list result
         want = _min(_min(want, self.bound), MAX_BATCH)
         if want > 1:
-            buf = <PyObject **>PyMem_RawMalloc(<size_t>want * sizeof(PyObject *))
+            buf = <PyObject **>malloc(<size_t>want * sizeof(PyObject *))
             if buf == NULL:
                 raise MemoryError()
         try:
             st = self._recv(buf, want, &got, deadline)
-            result = [None] * got
+            try:
+                result = [None] * got
+            except BaseException:
+                # Nowhere to put them: release rather than leak (they are lost
+                # either way, as with any allocation failure mid-receive).
+                for i in range(got):
+                    Py_DECREF(<object>buf[i])
+                raise
             for i in range(got):
                 # The list takes over the reference the ring held.
                 result[i] = <object>buf[i]
                 Py_DECREF(<object>buf[i])
         finally:
             if buf != &one:
-                PyMem_RawFree(buf)
+                free(buf)
         if got:
             return result
         raise_status(st, Timeout, "channel")
@@ -628,8 +649,7 @@ cdef class Queue(_BlockingRing):
         except TypeError:
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
         bound = size if 0 < size < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
-        self._init_ring(bound)
-        self._size_arg = maxsize
+        self._init_ring(bound, size, True)
 
     @property
     def maxsize(self):
@@ -673,6 +693,7 @@ cdef class Queue(_BlockingRing):
     def join(self):
         """Block until every item put has been marked done with task_done()."""
         cdef int st
+        PyErr_CheckSignals()  # see _send
         while True:
             with nogil:
                 fc_mutex_lock(&self.mutex)
@@ -763,8 +784,9 @@ cdef class Queue(_BlockingRing):
         so get() raises at once and join() returns.
         """
         cdef bint wake_joiners
-        self._close(bool(immediate))
-        if immediate:
+        cdef bint drop = bool(immediate)
+        self._close(drop)
+        if drop:
             fc_mutex_lock(&self.mutex)
             wake_joiners = self.unfinished == 0 and self.join_waiters
             fc_mutex_unlock(&self.mutex)

@@ -81,6 +81,8 @@ class Channel:
                  "__weakref__")
 
     def __init__(self, capacity: int) -> None:
+        if hasattr(self, "_lock"):
+            raise RuntimeError("Channel is already initialised")
         self._capacity = _positive_index(capacity, "capacity")
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
@@ -258,11 +260,12 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0) -> None:
+        if hasattr(self, "_mutex"):
+            raise RuntimeError("Queue is already initialised")
         try:
-            operator.index(maxsize)
+            self._maxsize = operator.index(maxsize)
         except TypeError:
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
-        self._maxsize = maxsize
         self._items: deque[Any] = deque()
         self._mutex = threading.Lock()
         self._not_empty = threading.Condition(self._mutex)

@@ -79,6 +79,18 @@ def test_recv_many_max_items_below_one(impl, bad):
     assert len(ch) == 1
 
 
+def test_init_twice_is_refused(impl):
+    ch = impl.Channel(2)
+    ch.send(1)
+    with pytest.raises(RuntimeError, match="already initialised"):
+        ch.__init__(5)
+    q = impl.Queue()
+    q.put(1)
+    with pytest.raises(RuntimeError, match="already initialised"):
+        q.__init__()
+    assert ch.capacity == 2 and ch.recv() == 1 and q.get() == 1 and q.unfinished_tasks == 1
+
+
 def test_not_picklable(impl):
     import pickle
 

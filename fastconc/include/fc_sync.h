@@ -25,8 +25,12 @@
 #ifndef FASTCONC_SYNC_H
 #define FASTCONC_SYNC_H
 
+/* Feature macros matter only before the first system header; in the
+ * extension Python.h comes first and already sets them. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE 1  /* PTHREAD_MUTEX_ADAPTIVE_NP */
+#elif !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
 #endif
 #include <stdint.h>
 #include <errno.h>
@@ -193,19 +197,36 @@ static inline void fc_cond_signal_n(fc_cond *c, int n) {
 }
 
 #else /* other POSIX */
-#include <sys/time.h>
 typedef pthread_cond_t fc_cond;
-static inline int fc_cond_init(fc_cond *c) { return pthread_cond_init(c, NULL); }
+static inline int fc_cond_init(fc_cond *c) {
+#if defined(__APPLE__)
+    return pthread_cond_init(c, NULL);  /* waits below are relative */
+#else
+    /* Slices measured on the monotonic clock: a wall-clock step must not
+     * stretch a wait. */
+    pthread_condattr_t attr;
+    int r;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    r = pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+    return r;
+#endif
+}
 static inline void fc_cond_destroy(fc_cond *c) { pthread_cond_destroy(c); }
 static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
     int64_t slice = (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS) ? FC_SIGNAL_SLICE_NS : timeout_ns;
     struct timespec ts;
-    int64_t when;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    when = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + slice;
+#if defined(__APPLE__)
+    ts.tv_sec = (time_t)(slice / 1000000000LL);
+    ts.tv_nsec = (long)(slice % 1000000000LL);
+    pthread_cond_timedwait_relative_np(c, m, &ts);
+#else
+    int64_t when = fc_monotonic_ns() + slice;
     ts.tv_sec = (time_t)(when / 1000000000LL);
     ts.tv_nsec = (long)(when % 1000000000LL);
     pthread_cond_timedwait(c, m, &ts);
+#endif
     return slice == timeout_ns ? FC_WAIT_OK : FC_WAIT_CHECK_SIGNALS;
 }
 static inline void fc_cond_signal_n(fc_cond *c, int n) {
