@@ -39,11 +39,12 @@ cdef class _BlockingRing:
     cdef object __weakref__
 
     cdef int _init_ring(self, Py_ssize_t bound, object size_arg, bint counts_tasks) except -1
-    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline) noexcept nogil
+    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline,
+                   int spin) noexcept nogil
     cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
-                         int64_t deadline) noexcept nogil
+                         int64_t deadline, int spin) noexcept nogil
     cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
-                         int64_t deadline) noexcept nogil
+                         int64_t deadline, int spin) noexcept nogil
     cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
                    int64_t deadline) except -1
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,

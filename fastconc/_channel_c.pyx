@@ -9,6 +9,7 @@ See _channel_c.pxd for the layout and the locking rule.
 """
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
+from cpython.list cimport PyList_New
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t
@@ -48,6 +49,8 @@ cdef extern from "Python.h":
     const long Py_TPFLAGS_HEAPTYPE
     PyObject *Py_TYPE_PTR "(PyObject *)Py_TYPE" (PyObject *o)
     const Py_ssize_t PY_SSIZE_T_MAX
+    # Takes a raw pointer so Cython adds no refcounting: the list steals it.
+    void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
 
 
 # Results of the nogil slow paths.
@@ -224,8 +227,10 @@ cdef class _BlockingRing:
     def __reduce__(self):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
-    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline) noexcept nogil:
-        """Sleep on cv (mutex held).  ST_OK means: re-check the predicate."""
+    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline,
+                   int spin) noexcept nogil:
+        """Sleep on cv (mutex held).  ST_OK means: re-check the predicate.
+        spin: may spin before parking (see fc_cond_wait)."""
         cdef int64_t remaining = -1
         cdef int r
         if deadline != FOREVER:
@@ -233,12 +238,12 @@ cdef class _BlockingRing:
             if remaining <= 0:
                 return ST_TIMEOUT
         waiters[0] += 1
-        r = fc_cond_wait(cv, &self.mutex, remaining)
+        r = fc_cond_wait(cv, &self.mutex, remaining, spin)
         waiters[0] -= 1
         return ST_SIGNALS if r == FC_WAIT_CHECK_SIGNALS else ST_OK
 
     cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
-                         int64_t deadline) noexcept nogil:
+                         int64_t deadline, int spin) noexcept nogil:
         """Move items[done:n] in, waiting for room; advances done."""
         cdef int st = ST_OK
         cdef Py_ssize_t want, moved = 0, wake
@@ -266,7 +271,7 @@ cdef class _BlockingRing:
                 fc_mutex_lock(&self.mutex)
                 continue
             moved = 0
-            st = self._wait(&self.not_full, &self.send_waiters, deadline)
+            st = self._wait(&self.not_full, &self.send_waiters, deadline, spin)
             if st != ST_OK:
                 break
         wake = _min(moved, self.recv_waiters)
@@ -276,7 +281,7 @@ cdef class _BlockingRing:
         return st
 
     cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
-                         int64_t deadline) noexcept nogil:
+                         int64_t deadline, int spin) noexcept nogil:
         """Take 1..max_n items into out, waiting for the first one."""
         cdef int st = ST_OK
         cdef Py_ssize_t wake
@@ -288,7 +293,7 @@ cdef class _BlockingRing:
             if self.closed:
                 st = ST_CLOSED
                 break
-            st = self._wait(&self.not_empty, &self.recv_waiters, deadline)
+            st = self._wait(&self.not_empty, &self.recv_waiters, deadline, spin)
             if st != ST_OK:
                 break
         wake = _min(got[0], self.send_waiters)
@@ -302,6 +307,7 @@ cdef class _BlockingRing:
         """Move items[done:n] in; _send_nogil with the GIL released whenever
         it has to wait, letting signal handlers run (and raise) between waits."""
         cdef int st = ST_OK
+        cdef int spin
         cdef Py_ssize_t want, moved, wake
         # Fast path without releasing the GIL: whatever fits right now.
         fc_mutex_lock(&self.mutex)
@@ -326,17 +332,21 @@ cdef class _BlockingRing:
         # A signal that arrived since the interpreter last looked would not
         # interrupt the futex wait below: look once more before sleeping.
         PyErr_CheckSignals()
+        spin = 1
         while True:
             with nogil:
-                st = self._send_nogil(items, n, done, deadline)
+                st = self._send_nogil(items, n, done, deadline, spin)
             if st != ST_SIGNALS:
                 return st
             PyErr_CheckSignals()
+            # Spinning is for short waits; this one is long (or a signal came).
+            spin = 0
 
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
                    int64_t deadline) except -1:
         """Take 1..max_n items; like _send, waits only in _recv_nogil."""
         cdef int st
+        cdef int spin
         cdef Py_ssize_t wake
         cdef bint closed
         fc_mutex_lock(&self.mutex)
@@ -354,12 +364,14 @@ cdef class _BlockingRing:
         if deadline == NO_WAIT:
             return ST_TIMEOUT
         PyErr_CheckSignals()  # see _send
+        spin = 1
         while True:
             with nogil:
-                st = self._recv_nogil(out, max_n, got, deadline)
+                st = self._recv_nogil(out, max_n, got, deadline, spin)
             if st != ST_SIGNALS:
                 return st
             PyErr_CheckSignals()
+            spin = 0
 
     cdef void _close(self, bint drop_items) noexcept:
         cdef ObjRing taken
@@ -573,7 +585,7 @@ cdef class Channel(_BlockingRing):
         cdef int64_t deadline = _deadline(timeout)
         cdef PyObject *one = NULL
         cdef PyObject **buf = &one
-        cdef Py_ssize_t i, got = 0
+        cdef Py_ssize_t i, got = 0, got_taken = 0
         cdef int st
         cdef list result
         want = _min(_min(want, self.bound), MAX_BATCH)
@@ -583,19 +595,17 @@ cdef class Channel(_BlockingRing):
                 raise MemoryError()
         try:
             st = self._recv(buf, want, &got, deadline)
-            try:
-                result = [None] * got
-            except BaseException:
-                # Nowhere to put them: release rather than leak (they are lost
-                # either way, as with any allocation failure mid-receive).
+            if got:
+                result = PyList_New(got)  # on MemoryError the items are released below
                 for i in range(got):
-                    Py_DECREF(<object>buf[i])
-                raise
-            for i in range(got):
-                # The list takes over the reference the ring held.
-                result[i] = <object>buf[i]
-                Py_DECREF(<object>buf[i])
+                    # The list steals the reference the ring held.
+                    list_steal_item(result, i, buf[i])
+                got_taken = got
         finally:
+            # Items taken from the ring but not handed to a list (allocation
+            # failed): release rather than leak them.
+            for i in range(got_taken, got):
+                Py_DECREF(<object>buf[i])
             if buf != &one:
                 free(buf)
         if got:
@@ -698,7 +708,7 @@ cdef class Queue(_BlockingRing):
             with nogil:
                 fc_mutex_lock(&self.mutex)
                 while self.unfinished > 0:
-                    st = self._wait(&self.all_tasks_done, &self.join_waiters, FOREVER)
+                    st = self._wait(&self.all_tasks_done, &self.join_waiters, FOREVER, 0)
                     if st != ST_OK:
                         break
                 else:

@@ -23,6 +23,6 @@ cdef extern from "fc_sync.h" nogil:
 
     int fc_cond_init(fc_cond *c)
     void fc_cond_destroy(fc_cond *c)
-    int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns)
+    int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin)
     void fc_cond_signal_n(fc_cond *c, int n)
     void fc_cond_broadcast(fc_cond *c)

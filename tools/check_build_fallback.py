@@ -56,7 +56,7 @@ int main(void) {
     if (fc_mutex_init(&m) || fc_cond_init(&c)) return 2;
     fc_mutex_lock(&m);
     int64_t t0 = fc_monotonic_ns();
-    int r = fc_cond_wait(&c, &m, 1000000);   /* 1 ms, nobody signals */
+    int r = fc_cond_wait(&c, &m, 1000000, 1);   /* 1 ms, nobody signals */
     fc_mutex_unlock(&m);
     fc_cond_signal_n(&c, 1);
     fc_cond_broadcast(&c);

@@ -6,6 +6,7 @@
  *     predicate and its own deadline after every return (wake-ups may be
  *     spurious, as with pthread_cond_wait);
  *   - timeout_ns < 0 waits without a time limit;
+ *   - spin != 0 lets it spin briefly before sleeping (Linux only);
  *   - returns FC_WAIT_CHECK_SIGNALS when the caller must take the GIL and run
  *     PyErr_CheckSignals() before waiting again, so that Ctrl-C reaches a
  *     main thread blocked here.
@@ -105,8 +106,8 @@ typedef struct { fc_atomic_u32 seq; } fc_cond;
  * sleeps.  Under the GIL the peer that will wake us usually needs one GIL
  * hand-off (tens of microseconds on a VM) to get there; catching its signal
  * while still running saves the waker the cross-CPU wake-up of a sleeping
- * thread and us the sleep.  The main thread never spins: a SIGINT that
- * arrived during the spin would not interrupt the futex wait that follows. */
+ * thread and us the sleep.  Callers ask for it only on the first wait of
+ * a blocking call (fc_cond_wait's `spin`). */
 #define FC_SPIN_NS 20000
 
 static inline void fc_cpu_relax(void) {
@@ -129,7 +130,7 @@ static inline int fc_spin_until_changed(fc_atomic_u32 *word, uint32_t seq, int64
     int64_t budget = FC_SPIN_NS, until;
     if (timeout_ns >= 0 && timeout_ns < budget)
         budget = timeout_ns;
-    if (budget <= 0 || fc_is_main_thread())
+    if (budget <= 0)
         return 0;
     until = fc_monotonic_ns() + budget;
     for (;;) {
@@ -148,7 +149,7 @@ static inline int fc_spin_until_changed(fc_atomic_u32 *word, uint32_t seq, int64
 static inline int fc_cond_init(fc_cond *c) { fc_u32_init(&c->seq, 0); return 0; }
 static inline void fc_cond_destroy(fc_cond *c) { (void)c; }
 
-static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin) {
     /* relaxed: read under the mutex, and every change to the predicate is
      * made under that mutex before the signaller bumps seq, so this read is
      * ordered before any bump that concerns us; futex(2) itself re-reads the
@@ -156,23 +157,34 @@ static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
     uint32_t seq = fc_u32_load_relaxed(&c->seq);
     struct timespec ts, *tsp = NULL;
     long r;
-    int err = 0;
+    int err = 0, capped = 0;
+    fc_mutex_unlock(m);
+    if (spin) {
+        if (fc_spin_until_changed(&c->seq, seq, timeout_ns)) {
+            fc_mutex_lock(m);
+            return FC_WAIT_OK;
+        }
+        if (fc_is_main_thread() && (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS)) {
+            /* A SIGINT handled while we spun would not interrupt the sleep
+             * below: sleep at most one slice, then let the caller look at
+             * signals (once: it calls again with spin=0). */
+            timeout_ns = FC_SIGNAL_SLICE_NS;
+            capped = 1;
+        }
+    }
     if (timeout_ns >= 0) {
         ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
         ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
         tsp = &ts;
-    }
-    fc_mutex_unlock(m);
-    if (fc_spin_until_changed(&c->seq, seq, timeout_ns)) {
-        fc_mutex_lock(m);
-        return FC_WAIT_OK;
     }
     r = syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAIT_PRIVATE, seq, tsp, NULL, 0);
     if (r == -1)
         err = errno;
     fc_mutex_lock(m);
     /* EAGAIN: seq moved before we slept; ETIMEDOUT: caller checks its deadline */
-    return err == EINTR ? FC_WAIT_CHECK_SIGNALS : FC_WAIT_OK;
+    if (err == EINTR || (capped && err == ETIMEDOUT))
+        return FC_WAIT_CHECK_SIGNALS;
+    return FC_WAIT_OK;
 }
 
 /* Wake up to n waiters.  Called after the predicate change, mutex released. */
@@ -187,7 +199,8 @@ static inline void fc_cond_signal_n(fc_cond *c, int n) {
 typedef CONDITION_VARIABLE fc_cond;
 static inline int fc_cond_init(fc_cond *c) { InitializeConditionVariable(c); return 0; }
 static inline void fc_cond_destroy(fc_cond *c) { (void)c; }
-static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin) {
+    (void)spin;  /* no spinning on this path */
     int64_t slice = (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS) ? FC_SIGNAL_SLICE_NS : timeout_ns;
     SleepConditionVariableSRW(c, m, (DWORD)((slice + 999999) / 1000000), 0);
     return slice == timeout_ns ? FC_WAIT_OK : FC_WAIT_CHECK_SIGNALS;
@@ -214,7 +227,8 @@ static inline int fc_cond_init(fc_cond *c) {
 #endif
 }
 static inline void fc_cond_destroy(fc_cond *c) { pthread_cond_destroy(c); }
-static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns) {
+static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin) {
+    (void)spin;  /* no spinning on this path */
     int64_t slice = (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS) ? FC_SIGNAL_SLICE_NS : timeout_ns;
     struct timespec ts;
 #if defined(__APPLE__)
