@@ -27,9 +27,13 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from fastconc._channel_c import Channel, Queue
+    from fastconc._ring_c import RingBuffer, SpscRingBuffer, TypedRingBuffer
 else:
     Channel = selected.Channel
     Queue = selected.Queue
+    RingBuffer = selected.RingBuffer
+    SpscRingBuffer = selected.SpscRingBuffer
+    TypedRingBuffer = selected.TypedRingBuffer
 
 __all__ = [
     "IMPLEMENTATION",
@@ -43,7 +47,10 @@ __all__ = [
     "Full",
     "Queue",
     "ResourceUnavailable",
+    "RingBuffer",
+    "SpscRingBuffer",
     "Timeout",
+    "TypedRingBuffer",
     "__version__",
     "get_include",
     "implementations",

@@ -15,6 +15,7 @@ from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
+from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
 from fastconc._sync cimport (
     FC_WAIT_CHECK_SIGNALS,
     fc_cond,
@@ -37,17 +38,6 @@ from fastconc.errors import ChannelClosed, Empty, Full, Timeout
 
 
 cdef extern from "Python.h":
-    # Declared here without Cython's `except -1` so the GC hooks below are
-    # plain C callbacks.
-    ctypedef int (*gc_visit_t "visitproc")(PyObject *, void *) noexcept
-    ctypedef int (*gc_traverse_t "traverseproc")(PyObject *, gc_visit_t, void *) noexcept
-    ctypedef int (*gc_clear_t "inquiry")(PyObject *) noexcept
-    ctypedef struct GcType "PyTypeObject":
-        gc_traverse_t tp_traverse
-        gc_clear_t tp_clear
-    long PyType_GetFlags(object tp)
-    const long Py_TPFLAGS_HEAPTYPE
-    PyObject *Py_TYPE_PTR "(PyObject *)Py_TYPE" (PyObject *o)
     const Py_ssize_t PY_SSIZE_T_MAX
     # Takes a raw pointer so Cython adds no refcounting: the list steals it.
     void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
@@ -410,10 +400,9 @@ cdef class _BlockingRing:
 cdef int _ring_traverse(_BlockingRing self, gc_visit_t visit, void *arg) noexcept:
     cdef Py_ssize_t i
     cdef int e = 0
-    if PyType_GetFlags(type(self)) & Py_TPFLAGS_HEAPTYPE:
-        e = visit(Py_TYPE_PTR(<PyObject *>self), arg)
-        if e:
-            return e
+    e = visit_heap_type(<PyObject *>self, visit, arg)
+    if e:
+        return e
     # Blocking with the GIL held is allowed by the locking rule (_channel_c.pxd).
     fc_mutex_lock(&self.mutex)
     for i in range(self.ring.count):
@@ -807,6 +796,5 @@ cdef class Queue(_BlockingRing):
 
 
 for _tp in (_BlockingRing, Channel, Queue):
-    (<GcType *><PyObject *>_tp).tp_traverse = <gc_traverse_t>_ring_traverse
-    (<GcType *><PyObject *>_tp).tp_clear = <gc_clear_t>_ring_clear
+    set_gc_hooks(_tp, <gc_traverse_t>_ring_traverse, <gc_clear_t>_ring_clear)
 del _tp

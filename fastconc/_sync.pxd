@@ -1,7 +1,7 @@
 # Blocking primitives for the compiled backend: a mutex, a condition variable
 # whose waits can be cut short by a signal, and a monotonic clock.  All of it
 # lives in include/fc_sync.h; this file only makes it visible to Cython.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 
 cdef extern from "fc_sync.h" nogil:
     ctypedef struct fc_mutex:
@@ -14,6 +14,7 @@ cdef extern from "fc_sync.h" nogil:
         FC_WAIT_CHECK_SIGNALS
 
     int64_t fc_monotonic_ns()
+    uintptr_t fc_thread_id()
 
     int fc_mutex_init(fc_mutex *m)
     void fc_mutex_destroy(fc_mutex *m)

@@ -13,6 +13,7 @@
 #ifndef FASTCONC_ATOMIC_H
 #define FASTCONC_ATOMIC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__STDC_NO_ATOMICS__)
@@ -33,5 +34,46 @@ static inline uint32_t fc_u32_fetch_add_seq_cst(fc_atomic_u32 *a, uint32_t x) {
 }
 /* Address of the plain 32-bit word, for futex(2). */
 static inline uint32_t *fc_u32_addr(fc_atomic_u32 *a) { return (uint32_t *)&a->v; }
+
+/* Ring indices: positions only ever grow and wrap modulo 2**N, so unsigned
+ * size_t arithmetic (tail - head) stays right across the wrap. */
+typedef struct { _Atomic size_t v; } fc_atomic_size;
+
+static inline void fc_size_init(fc_atomic_size *a, size_t x) { atomic_init(&a->v, x); }
+static inline size_t fc_size_load_relaxed(fc_atomic_size *a) {
+    return atomic_load_explicit(&a->v, memory_order_relaxed);
+}
+static inline size_t fc_size_load_acquire(fc_atomic_size *a) {
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void fc_size_store_relaxed(fc_atomic_size *a, size_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+static inline void fc_size_store_release(fc_atomic_size *a, size_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_release);
+}
+/* Weak CAS, relaxed both ways; on failure *expected gets the current value. */
+static inline int fc_size_cas_weak_relaxed(fc_atomic_size *a, size_t *expected, size_t desired) {
+    return atomic_compare_exchange_weak_explicit(&a->v, expected, desired,
+                                                 memory_order_relaxed, memory_order_relaxed);
+}
+
+/* A word padded to its own 128 bytes: the producer's and the consumer's hot
+ * indices must not share a cache line (crossbeam's CachePadded uses 128 on
+ * x86-64 and aarch64, where the adjacent-line prefetcher pairs lines). */
+typedef struct { fc_atomic_size v; char pad[128 - sizeof(fc_atomic_size)]; } fc_padded_size;
+
+/* Thread identity words (owner of one side of a single-producer /
+ * single-consumer ring). */
+typedef struct { _Atomic uintptr_t v; } fc_atomic_uptr;
+
+static inline void fc_uptr_init(fc_atomic_uptr *a, uintptr_t x) { atomic_init(&a->v, x); }
+static inline uintptr_t fc_uptr_load_relaxed(fc_atomic_uptr *a) {
+    return atomic_load_explicit(&a->v, memory_order_relaxed);
+}
+static inline int fc_uptr_cas_strong_relaxed(fc_atomic_uptr *a, uintptr_t *expected, uintptr_t desired) {
+    return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
+                                                   memory_order_relaxed, memory_order_relaxed);
+}
 
 #endif /* FASTCONC_ATOMIC_H */

@@ -1,5 +1,6 @@
 /* fc_sync.h -- the one place fastconc blocks a thread: mutex, condition
- * variable and the monotonic clock their deadlines use.
+ * variable and the monotonic clock their deadlines use (plus the thread
+ * identity the single-producer/single-consumer rings check).
  *
  * Contract of fc_cond_wait(cond, mutex, timeout_ns):
  *   - called and returns with the mutex held; the caller re-checks its
@@ -58,6 +59,16 @@ static inline int64_t fc_monotonic_ns(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+#endif
+
+/* ------------------------------------------------------------ thread identity */
+/* A non-zero word naming the calling OS thread (also for threads Python
+ * does not know about). */
+#if defined(_WIN32)
+static inline uintptr_t fc_thread_id(void) { return (uintptr_t)GetCurrentThreadId() + 1; }
+#else
+#include <pthread.h>
+static inline uintptr_t fc_thread_id(void) { return (uintptr_t)pthread_self(); }
 #endif
 
 /* ------------------------------------------------------------ mutex */

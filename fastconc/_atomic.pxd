@@ -1,0 +1,29 @@
+# C-level atomics for the compiled backend.  Everything lives in
+# include/fc_atomic.h; every call site states its memory order and why.
+from libc.stdint cimport uint32_t, uintptr_t
+
+
+cdef extern from "fc_atomic.h" nogil:
+    ctypedef struct fc_atomic_u32:
+        pass
+    ctypedef struct fc_atomic_size:
+        pass
+    ctypedef struct fc_padded_size:
+        fc_atomic_size v
+    ctypedef struct fc_atomic_uptr:
+        pass
+
+    void fc_u32_init(fc_atomic_u32 *a, uint32_t x)
+    uint32_t fc_u32_load_relaxed(fc_atomic_u32 *a)
+    uint32_t fc_u32_fetch_add_seq_cst(fc_atomic_u32 *a, uint32_t x)
+
+    void fc_size_init(fc_atomic_size *a, size_t x)
+    size_t fc_size_load_relaxed(fc_atomic_size *a)
+    size_t fc_size_load_acquire(fc_atomic_size *a)
+    void fc_size_store_relaxed(fc_atomic_size *a, size_t x)
+    void fc_size_store_release(fc_atomic_size *a, size_t x)
+    bint fc_size_cas_weak_relaxed(fc_atomic_size *a, size_t *expected, size_t desired)
+
+    void fc_uptr_init(fc_atomic_uptr *a, uintptr_t x)
+    uintptr_t fc_uptr_load_relaxed(fc_atomic_uptr *a)
+    bint fc_uptr_cas_strong_relaxed(fc_atomic_uptr *a, uintptr_t *expected, uintptr_t desired)

@@ -1,0 +1,794 @@
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False
+"""Compiled lock-free ring buffers.
+
+RingBuffer      Vyukov's bounded MPMC queue (1024cores.net, "Bounded MPMC
+                queue"; crossbeam's ArrayQueue): a sequence number per slot,
+                one CAS on head or tail per operation, never a lock.
+SpscRingBuffer  Lamport's single-producer single-consumer ring with cached
+                indices (as in rigtorp's SPSCQueue / folly's
+                ProducerConsumerQueue): plain loads and one release store per
+                operation, no read-modify-write.
+TypedRingBuffer the SPSC ring over C numbers, with batch copies done with the
+                GIL released and a nogil C API (see _ring_c.pxd).
+
+Memory orders, for every ring: an item (pointer or bytes) is written before
+the release store that publishes its slot, and read after the acquire load
+that observed that store.  Nothing here blocks: push on a full ring and pop on
+an empty one return at once.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.list cimport PyList_New
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdint cimport (
+    int8_t,
+    int16_t,
+    int32_t,
+    int64_t,
+    intptr_t,
+    uint8_t,
+    uint16_t,
+    uint32_t,
+    uint64_t,
+    uintptr_t,
+)
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from fastconc._atomic cimport (
+    fc_size_cas_weak_relaxed,
+    fc_size_init,
+    fc_size_load_acquire,
+    fc_size_load_relaxed,
+    fc_size_store_release,
+    fc_uptr_cas_strong_relaxed,
+    fc_uptr_init,
+    fc_uptr_load_relaxed,
+)
+from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._sync cimport fc_thread_id
+
+import array
+import operator
+import threading
+import types
+
+from fastconc._typed import check_buffer, check_typecode
+from fastconc.errors import Empty
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+    void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
+
+cdef object _MISSING = object()
+
+# Large enough to be worth dropping the GIL for a copy.
+cdef size_t NOGIL_COPY_BYTES = 16384
+
+
+cdef size_t _ring_size(object capacity) except 0:
+    """Validate a capacity and round it up to a power of two."""
+    cdef size_t size = 1
+    if isinstance(capacity, bool):
+        raise TypeError("capacity must be an int, not bool")
+    try:
+        n = operator.index(capacity)
+    except TypeError:
+        raise TypeError(f"capacity must be an int, not {type(capacity).__name__}") from None
+    if n < 1:
+        raise ValueError(f"capacity must be >= 1, got {n!r}")
+    if n > (PY_SSIZE_T_MAX >> 4):
+        raise ValueError(f"capacity too large: {n!r}")
+    while size < <size_t>n:
+        size <<= 1
+    return size
+
+
+cdef Py_ssize_t _max_items(object max_items) except -1:
+    if isinstance(max_items, bool):
+        raise TypeError("max_items must be an int, not bool")
+    try:
+        n = operator.index(max_items)
+    except TypeError:
+        raise TypeError(f"max_items must be an int, not {type(max_items).__name__}") from None
+    if n < 0:
+        raise ValueError(f"max_items must be >= 0, got {n!r}")
+    return n if n < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+
+
+cdef inline size_t _used(size_t head, size_t tail, size_t capacity) noexcept nogil:
+    # Positions wrap modulo 2**64 together, so the difference is exact; a
+    # racing reader may see head past tail for a moment: clamp.
+    cdef size_t n = tail - head
+    if <intptr_t>n < 0:
+        return 0
+    return n if n < capacity else capacity
+
+
+# ---------------------------------------------------------------- RingBuffer
+
+cdef class RingBuffer:
+    """Lock-free bounded multi-producer multi-consumer ring of objects.
+
+    Never blocks: ``push`` returns False when full, ``pop`` raises Empty (or
+    returns the default) when empty.  The capacity is rounded up to a power
+    of two.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.cells = NULL
+
+    def __init__(self, capacity):
+        cdef size_t size = _ring_size(capacity)
+        cdef size_t i
+        if self.cells != NULL:
+            raise RuntimeError("RingBuffer is already initialised")
+        self.cells = <Cell *>malloc(size * sizeof(Cell))
+        if self.cells == NULL:
+            raise MemoryError()
+        for i in range(size):
+            fc_size_init(&self.cells[i].seq, i)
+            self.cells[i].item = NULL
+        self.mask = size - 1
+        fc_size_init(&self.head.v, 0)
+        fc_size_init(&self.tail.v, 0)
+        self._capacity = size
+
+    def __dealloc__(self):
+        cdef PyObject *p
+        if self.cells == NULL:
+            return
+        while True:
+            p = self._pop()
+            if p == NULL:
+                break
+            Py_DECREF(<object>p)
+        free(self.cells)
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    cdef bint _push(self, object item) noexcept:
+        cdef Cell *cell
+        cdef size_t seq
+        # relaxed: tail is only a hint of where to try; the cell's sequence
+        # number (acquire below) is what orders us after the consumer that
+        # freed the cell (Vyukov's enqueue).
+        cdef size_t pos = fc_size_load_relaxed(&self.tail.v)
+        cdef intptr_t dif
+        while True:
+            cell = &self.cells[pos & self.mask]
+            # acquire: pairs with the consumer's release store of seq, so its
+            # read of the old item happened before we overwrite it.
+            seq = fc_size_load_acquire(&cell.seq)
+            dif = <intptr_t>(seq - pos)
+            if dif == 0:
+                # relaxed CAS: claiming the position needs no ordering; the
+                # release store of seq below publishes the item.
+                if fc_size_cas_weak_relaxed(&self.tail.v, &pos, pos + 1):
+                    break
+            elif dif < 0:
+                return False    # the cell still holds an item from a lap ago: full
+            else:
+                pos = fc_size_load_relaxed(&self.tail.v)
+        Py_INCREF(item)
+        cell.item = <PyObject *>item
+        # release: the item pointer is visible before the cell reads as full.
+        fc_size_store_release(&cell.seq, pos + 1)
+        return True
+
+    cdef PyObject *_pop(self) noexcept:
+        """Take the oldest item (a new reference) or NULL when empty."""
+        cdef Cell *cell
+        cdef size_t seq
+        cdef PyObject *p
+        # relaxed: as in _push, the cell's seq carries the ordering.
+        cdef size_t pos = fc_size_load_relaxed(&self.head.v)
+        cdef intptr_t dif
+        while True:
+            cell = &self.cells[pos & self.mask]
+            # acquire: pairs with the producer's release store; the item
+            # pointer written before it is visible to us.
+            seq = fc_size_load_acquire(&cell.seq)
+            dif = <intptr_t>(seq - (pos + 1))
+            if dif == 0:
+                # relaxed CAS, as in _push.
+                if fc_size_cas_weak_relaxed(&self.head.v, &pos, pos + 1):
+                    break
+            elif dif < 0:
+                return NULL     # not yet written: empty
+            else:
+                pos = fc_size_load_relaxed(&self.head.v)
+        p = cell.item
+        cell.item = NULL
+        # release: our read of the item happens before the producer of the
+        # next lap (pos + size) may reuse the cell.
+        fc_size_store_release(&cell.seq, pos + self.mask + 1)
+        return p
+
+    @property
+    def capacity(self):
+        """Slots in the ring (the requested capacity rounded up to a power of two)."""
+        return self._capacity
+
+    def push(self, item):
+        """Add item; return False (and keep no reference) if the ring is full."""
+        return self._push(item)
+
+    def pop(self, default=_MISSING):
+        """Remove and return the oldest item.  When empty, return ``default``
+        if given, else raise Empty."""
+        cdef PyObject *p = self._pop()
+        if p == NULL:
+            if default is _MISSING:
+                raise Empty("ring buffer is empty")
+            return default
+        item = <object>p
+        Py_DECREF(item)
+        return item
+
+    def push_many(self, items):
+        """Push items in order until one does not fit; return how many were
+        pushed.  A non-sequence iterable is read to the end first, so no item
+        is consumed without being pushed."""
+        cdef Py_ssize_t n = 0
+        if not isinstance(items, (list, tuple)):
+            items = list(items)
+        for item in items:
+            if not self._push(item):
+                break
+            n += 1
+        return n
+
+    def pop_many(self, max_items):
+        """Pop up to ``max_items`` items (fewer when the ring runs empty)."""
+        cdef Py_ssize_t want = _max_items(max_items)
+        cdef PyObject *p
+        cdef list out = []
+        while len(out) < want:
+            p = self._pop()
+            if p == NULL:
+                break
+            out.append(<object>p)
+            Py_DECREF(<object>p)
+        return out
+
+    def __len__(self):
+        # head first: tail is read later, so tail >= head for what we saw.
+        cdef size_t h = fc_size_load_relaxed(&self.head.v)
+        return _used(h, fc_size_load_relaxed(&self.tail.v), self.mask + 1)
+
+    def is_empty(self):
+        """True when nothing is in the ring (a snapshot)."""
+        return len(self) == 0
+
+    def is_full(self):
+        """True when every slot is taken (a snapshot)."""
+        return len(self) == <Py_ssize_t>(self.mask + 1)
+
+    def __repr__(self):
+        return f"<fastconc.RingBuffer len={len(self)} capacity={self._capacity}>"
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+# A push or pop runs entirely with the GIL held (or, free-threaded, without
+# reaching a stop-the-world safe point), so a collector never sees a cell in
+# the middle of a change: items are exactly the cells whose seq says "full".
+
+cdef int _ring_traverse(RingBuffer self, gc_visit_t visit, void *arg) noexcept:
+    cdef size_t pos, head, tail
+    cdef Cell *cell
+    cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
+    if e or self.cells == NULL:
+        return e
+    head = fc_size_load_acquire(&self.head.v)
+    tail = fc_size_load_acquire(&self.tail.v)
+    pos = head
+    while pos != tail:
+        cell = &self.cells[pos & self.mask]
+        if fc_size_load_acquire(&cell.seq) == pos + 1 and cell.item != NULL:
+            e = visit(cell.item, arg)
+            if e:
+                return e
+        pos += 1
+    return 0
+
+
+cdef int _ring_clear(RingBuffer self) noexcept:
+    cdef PyObject *p
+    if self.cells == NULL:
+        return 0
+    while True:
+        p = self._pop()
+        if p == NULL:
+            return 0
+        Py_DECREF(<object>p)
+
+
+set_gc_hooks(RingBuffer, <gc_traverse_t>_ring_traverse, <gc_clear_t>_ring_clear)
+
+
+# ---------------------------------------------------------------- SPSC sides
+
+cdef void _side_init(SpscSide *side) noexcept:
+    fc_size_init(&side.index, 0)
+    side.cache = 0
+    fc_uptr_init(&side.owner, 0)
+
+
+cdef int _claim(SpscSide *side, str cls, str role) except -1:
+    """Bind this side to the calling thread on first use; refuse other threads.
+
+    A plain relaxed load on the hot path (no read-modify-write); the CAS runs
+    once, for the first call."""
+    cdef uintptr_t me = fc_thread_id()
+    cdef uintptr_t owner = fc_uptr_load_relaxed(&side.owner)
+    if owner == me:
+        return 0
+    if owner == 0 and fc_uptr_cas_strong_relaxed(&side.owner, &owner, me):
+        return 0
+    raise RuntimeError(
+        f"{cls} is single-{role}: another thread already {role}s to it "
+        f"(the first thread to {role} owns that side for the ring's lifetime)")
+
+
+# ---------------------------------------------------------------- SpscRingBuffer
+
+cdef class SpscRingBuffer:
+    """Single-producer single-consumer ring of objects; the fastest ring.
+
+    The first thread that pushes becomes the producer and the first that pops
+    the consumer (they may be the same thread); any other thread gets
+    RuntimeError, so misuse cannot corrupt the ring.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.slots = NULL
+
+    def __init__(self, capacity):
+        cdef size_t size = _ring_size(capacity)
+        if self.slots != NULL:
+            raise RuntimeError("SpscRingBuffer is already initialised")
+        self.slots = <PyObject **>malloc(size * sizeof(PyObject *))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.mask = size - 1
+        _side_init(&self.prod)
+        _side_init(&self.cons)
+        self._capacity = size
+
+    def __dealloc__(self):
+        cdef size_t pos, tail
+        if self.slots == NULL:
+            return
+        tail = fc_size_load_relaxed(&self.prod.index)
+        pos = fc_size_load_relaxed(&self.cons.index)
+        while pos != tail:
+            Py_DECREF(<object>self.slots[pos & self.mask])
+            pos += 1
+        free(self.slots)
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    @property
+    def capacity(self):
+        """Slots in the ring (the requested capacity rounded up to a power of two)."""
+        return self._capacity
+
+    cdef bint _room(self, size_t tail, size_t want) noexcept:
+        """Producer side: is there room for `want` more items at `tail`?"""
+        if tail - self.prod.cache + want <= self.mask + 1:
+            return True
+        # acquire: pairs with the consumer's release of head, so its reads of
+        # the slots we are about to overwrite are done.
+        self.prod.cache = fc_size_load_acquire(&self.cons.index)
+        return tail - self.prod.cache + want <= self.mask + 1
+
+    def push(self, item):
+        """Add item (producer thread only); return False if the ring is full."""
+        _claim(&self.prod, "SpscRingBuffer", "push")
+        # relaxed: only this thread writes the producer index.
+        cdef size_t tail = fc_size_load_relaxed(&self.prod.index)
+        if not self._room(tail, 1):
+            return False
+        Py_INCREF(item)
+        self.slots[tail & self.mask] = <PyObject *>item
+        # release: the slot is written before the consumer can see it.
+        fc_size_store_release(&self.prod.index, tail + 1)
+        return True
+
+    def push_many(self, items):
+        """Push items in order until one does not fit; return how many were
+        pushed (producer thread only).  A non-sequence iterable is read to the
+        end first."""
+        _claim(&self.prod, "SpscRingBuffer", "push")
+        cdef size_t tail = fc_size_load_relaxed(&self.prod.index)
+        cdef size_t start = tail
+        if not isinstance(items, (list, tuple)):
+            items = list(items)
+        for item in items:
+            if not self._room(tail, 1):
+                break
+            Py_INCREF(item)
+            self.slots[tail & self.mask] = <PyObject *>item
+            tail += 1
+        # release: publishes every slot written above at once.
+        fc_size_store_release(&self.prod.index, tail)
+        return tail - start
+
+    cdef size_t _available(self, size_t head) noexcept:
+        """Consumer side: how many items are readable at `head`."""
+        if self.cons.cache != head:
+            return self.cons.cache - head
+        # acquire: pairs with the producer's release of tail; the slots it
+        # wrote before are visible.
+        self.cons.cache = fc_size_load_acquire(&self.prod.index)
+        return self.cons.cache - head
+
+    def pop(self, default=_MISSING):
+        """Remove and return the oldest item (consumer thread only).  When
+        empty, return ``default`` if given, else raise Empty."""
+        _claim(&self.cons, "SpscRingBuffer", "pop")
+        # relaxed: only this thread writes the consumer index.
+        cdef size_t head = fc_size_load_relaxed(&self.cons.index)
+        cdef PyObject *p
+        if self._available(head) == 0:
+            if default is _MISSING:
+                raise Empty("ring buffer is empty")
+            return default
+        p = self.slots[head & self.mask]
+        # release: we are done reading the slot before the producer reuses it.
+        fc_size_store_release(&self.cons.index, head + 1)
+        item = <object>p
+        Py_DECREF(item)
+        return item
+
+    def pop_many(self, max_items):
+        """Pop up to ``max_items`` items (consumer thread only)."""
+        cdef Py_ssize_t want = _max_items(max_items)
+        _claim(&self.cons, "SpscRingBuffer", "pop")
+        cdef size_t head = fc_size_load_relaxed(&self.cons.index)
+        cdef size_t i, n = self._available(head)
+        cdef list out
+        if <size_t>want < n:
+            n = want
+        out = PyList_New(n)
+        for i in range(n):
+            # The list steals the reference the ring held.
+            list_steal_item(out, i, self.slots[(head + i) & self.mask])
+        fc_size_store_release(&self.cons.index, head + n)
+        return out
+
+    def __len__(self):
+        cdef size_t h = fc_size_load_relaxed(&self.cons.index)
+        return _used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
+
+    def is_empty(self):
+        """True when nothing is in the ring (a snapshot)."""
+        return len(self) == 0
+
+    def is_full(self):
+        """True when every slot is taken (a snapshot)."""
+        return len(self) == <Py_ssize_t>(self.mask + 1)
+
+    def __repr__(self):
+        return f"<fastconc.SpscRingBuffer len={len(self)} capacity={self._capacity}>"
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+cdef int _spsc_traverse(SpscRingBuffer self, gc_visit_t visit, void *arg) noexcept:
+    cdef size_t pos, tail
+    cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
+    if e or self.slots == NULL:
+        return e
+    pos = fc_size_load_acquire(&self.cons.index)
+    tail = fc_size_load_acquire(&self.prod.index)
+    while pos != tail:
+        e = visit(self.slots[pos & self.mask], arg)
+        if e:
+            return e
+        pos += 1
+    return 0
+
+
+cdef int _spsc_clear(SpscRingBuffer self) noexcept:
+    # Only ever called on unreachable rings: no producer or consumer is
+    # running, so taking over the consumer side is safe.
+    cdef size_t pos, tail
+    cdef PyObject *p
+    if self.slots == NULL:
+        return 0
+    tail = fc_size_load_acquire(&self.prod.index)
+    pos = fc_size_load_relaxed(&self.cons.index)
+    while pos != tail:
+        p = self.slots[pos & self.mask]
+        pos += 1
+        fc_size_store_release(&self.cons.index, pos)
+        Py_DECREF(<object>p)
+    return 0
+
+
+set_gc_hooks(SpscRingBuffer, <gc_traverse_t>_spsc_traverse, <gc_clear_t>_spsc_clear)
+
+
+# ---------------------------------------------------------------- TypedRingBuffer
+
+cdef class TypedRingBuffer:
+    """Single-producer single-consumer ring of C numbers of one ``array``
+    typecode ('b', 'B', 'h', 'H', 'i', 'I', 'l', 'L', 'q', 'Q', 'f', 'd').
+
+    ``push``/``pop`` move one Python number; ``push_many(buffer)`` and
+    ``pop_into(buffer)`` / ``pop_many(n)`` copy whole buffers (array.array,
+    memoryview, numpy arrays...) with the GIL released.  Other Cython
+    extensions get a nogil C API (push_c, pop_c, push_n_c, pop_n_c, size_c;
+    see _ring_c.pxd).  The first thread that pushes is the producer and the
+    first that pops the consumer; other threads get RuntimeError.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.data = NULL
+
+    def __init__(self, capacity, typecode):
+        cdef size_t size = _ring_size(capacity)
+        kind, itemsize = check_typecode(typecode)
+        if self.data != NULL:
+            raise RuntimeError("TypedRingBuffer is already initialised")
+        self.data = <char *>malloc(size * <size_t>itemsize)
+        if self.data == NULL:
+            raise MemoryError()
+        self.mask = size - 1
+        self.itemsize = itemsize
+        self.kind = ord(kind)
+        _side_init(&self.prod)
+        _side_init(&self.cons)
+        self._typecode = typecode
+        self._capacity = size
+
+    def __dealloc__(self):
+        free(self.data)
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    @property
+    def capacity(self):
+        """Slots in the ring (the requested capacity rounded up to a power of two)."""
+        return self._capacity
+
+    @property
+    def typecode(self):
+        """The array-module typecode of the numbers held."""
+        return self._typecode
+
+    @property
+    def itemsize(self):
+        """Bytes per number."""
+        return self.itemsize
+
+    # ------------------------------------------------------------ C API
+
+    cdef Py_ssize_t push_n_c(self, const void *items, Py_ssize_t n) noexcept nogil:
+        """Copy up to n numbers in from items; return how many (producer side)."""
+        cdef size_t cap = self.mask + 1
+        # relaxed: only the producer writes its own index.
+        cdef size_t tail = fc_size_load_relaxed(&self.prod.index)
+        cdef size_t room, k, off, first
+        if n <= 0:
+            return 0
+        room = cap - (tail - self.prod.cache)
+        if room < <size_t>n:
+            # acquire: pairs with the consumer's release of its index; its
+            # copies out of the slots we reuse are complete.
+            self.prod.cache = fc_size_load_acquire(&self.cons.index)
+            room = cap - (tail - self.prod.cache)
+        k = room if room < <size_t>n else <size_t>n
+        if k == 0:
+            return 0
+        off = tail & self.mask
+        first = k if k < cap - off else cap - off
+        memcpy(self.data + off * self.itemsize, items, first * self.itemsize)
+        if k > first:
+            memcpy(self.data, <const char *>items + first * self.itemsize,
+                   (k - first) * self.itemsize)
+        # release: the bytes are in place before the consumer sees them.
+        fc_size_store_release(&self.prod.index, tail + k)
+        return k
+
+    cdef Py_ssize_t pop_n_c(self, void *out, Py_ssize_t n) noexcept nogil:
+        """Copy up to n numbers out into out; return how many (consumer side)."""
+        cdef size_t cap = self.mask + 1
+        # relaxed: only the consumer writes its own index.
+        cdef size_t head = fc_size_load_relaxed(&self.cons.index)
+        cdef size_t avail, k, off, first
+        if n <= 0:
+            return 0
+        avail = self.cons.cache - head
+        if avail < <size_t>n:
+            # acquire: pairs with the producer's release of its index; the
+            # bytes it copied in before are visible.
+            self.cons.cache = fc_size_load_acquire(&self.prod.index)
+            avail = self.cons.cache - head
+        k = avail if avail < <size_t>n else <size_t>n
+        if k == 0:
+            return 0
+        off = head & self.mask
+        first = k if k < cap - off else cap - off
+        memcpy(out, self.data + off * self.itemsize, first * self.itemsize)
+        if k > first:
+            memcpy(<char *>out + first * self.itemsize, self.data,
+                   (k - first) * self.itemsize)
+        # release: our copies are done before the producer reuses the slots.
+        fc_size_store_release(&self.cons.index, head + k)
+        return k
+
+    cdef bint push_c(self, const void *item) noexcept nogil:
+        """Push one number from item; 1 if pushed, 0 if full."""
+        return self.push_n_c(item, 1) == 1
+
+    cdef bint pop_c(self, void *out) noexcept nogil:
+        """Pop one number into out; 1 if popped, 0 if empty."""
+        return self.pop_n_c(out, 1) == 1
+
+    cdef Py_ssize_t size_c(self) noexcept nogil:
+        """Numbers in the ring (a snapshot)."""
+        cdef size_t h = fc_size_load_relaxed(&self.cons.index)
+        return _used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
+
+    # ------------------------------------------------------------ Python API
+
+    cdef int _to_c(self, object x, char *out) except -1:
+        """Convert like array.array.append: TypeError for the wrong type,
+        OverflowError for a value the C type cannot hold."""
+        cdef double d
+        cdef long long v
+        cdef unsigned long long u
+        if self.kind == b'f':
+            d = x
+            if self.itemsize == 4:
+                (<float *>out)[0] = <float>d
+            else:
+                (<double *>out)[0] = d
+        elif self.kind == b'i':
+            v = x
+            if self.itemsize == 1:
+                if not -128 <= v <= 127:
+                    raise OverflowError(f"{x} does not fit in a signed 8-bit number")
+                (<int8_t *>out)[0] = <int8_t>v
+            elif self.itemsize == 2:
+                if not -32768 <= v <= 32767:
+                    raise OverflowError(f"{x} does not fit in a signed 16-bit number")
+                (<int16_t *>out)[0] = <int16_t>v
+            elif self.itemsize == 4:
+                if not -2147483648 <= v <= 2147483647:
+                    raise OverflowError(f"{x} does not fit in a signed 32-bit number")
+                (<int32_t *>out)[0] = <int32_t>v
+            else:
+                (<int64_t *>out)[0] = <int64_t>v
+        else:
+            if isinstance(x, float):
+                raise TypeError("integer argument expected, got float")
+            if x < 0:
+                raise OverflowError(f"{x} is negative; this ring holds unsigned numbers")
+            u = x
+            if self.itemsize < 8 and u >> (8 * self.itemsize):
+                raise OverflowError(
+                    f"{x} does not fit in an unsigned {8 * self.itemsize}-bit number")
+            if self.itemsize == 1:
+                (<uint8_t *>out)[0] = <uint8_t>u
+            elif self.itemsize == 2:
+                (<uint16_t *>out)[0] = <uint16_t>u
+            elif self.itemsize == 4:
+                (<uint32_t *>out)[0] = <uint32_t>u
+            else:
+                (<uint64_t *>out)[0] = <uint64_t>u
+        return 0
+
+    cdef object _to_py(self, const char *p):
+        if self.kind == b'f':
+            return (<const float *>p)[0] if self.itemsize == 4 else (<const double *>p)[0]
+        if self.kind == b'i':
+            if self.itemsize == 1:
+                return (<const int8_t *>p)[0]
+            if self.itemsize == 2:
+                return (<const int16_t *>p)[0]
+            if self.itemsize == 4:
+                return (<const int32_t *>p)[0]
+            return (<const int64_t *>p)[0]
+        if self.itemsize == 1:
+            return (<const uint8_t *>p)[0]
+        if self.itemsize == 2:
+            return (<const uint16_t *>p)[0]
+        if self.itemsize == 4:
+            return (<const uint32_t *>p)[0]
+        return (<const uint64_t *>p)[0]
+
+    def push(self, x):
+        """Push one number (producer thread only); False if the ring is full.
+        Converts like array.array: TypeError / OverflowError for bad values."""
+        cdef char tmp[8]
+        _claim(&self.prod, "TypedRingBuffer", "push")
+        self._to_c(x, tmp)
+        return self.push_n_c(tmp, 1) == 1
+
+    def pop(self, default=_MISSING):
+        """Pop one number (consumer thread only).  When empty, return
+        ``default`` if given, else raise Empty."""
+        cdef char tmp[8]
+        _claim(&self.cons, "TypedRingBuffer", "pop")
+        if self.pop_n_c(tmp, 1) == 0:
+            if default is _MISSING:
+                raise Empty("ring buffer is empty")
+            return default
+        return self._to_py(tmp)
+
+    def push_many(self, buffer):
+        """Copy numbers in from a buffer of the ring's type (array.array,
+        memoryview, numpy array...) until the ring is full; return how many.
+        Producer thread only.  Mismatched format or item size, or a
+        non-contiguous buffer, raise before anything is copied."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n, k
+        _claim(&self.prod, "TypedRingBuffer", "push")
+        flat = check_buffer(buffer, self._typecode, "buffer", False)
+        PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE)
+        try:
+            n = view.len // <Py_ssize_t>self.itemsize
+            if <size_t>view.len >= NOGIL_COPY_BYTES:
+                with nogil:
+                    k = self.push_n_c(view.buf, n)
+            else:
+                k = self.push_n_c(view.buf, n)
+        finally:
+            PyBuffer_Release(&view)
+        return k
+
+    def pop_into(self, buffer):
+        """Copy up to len(buffer) numbers out into a writable buffer of the
+        ring's type; return how many.  Consumer thread only."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n, k
+        _claim(&self.cons, "TypedRingBuffer", "pop")
+        flat = check_buffer(buffer, self._typecode, "buffer", True)
+        PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        try:
+            n = view.len // <Py_ssize_t>self.itemsize
+            if <size_t>view.len >= NOGIL_COPY_BYTES:
+                with nogil:
+                    k = self.pop_n_c(view.buf, n)
+            else:
+                k = self.pop_n_c(view.buf, n)
+        finally:
+            PyBuffer_Release(&view)
+        return k
+
+    def pop_many(self, n):
+        """Pop up to n numbers into a new array.array.  Consumer thread only."""
+        cdef Py_ssize_t want = _max_items(n)
+        cdef Py_ssize_t k
+        _claim(&self.cons, "TypedRingBuffer", "pop")
+        k = self.size_c()
+        if want < k:
+            k = want
+        out = array.array(self._typecode, bytes(k * self.itemsize)) if k else \
+            array.array(self._typecode)
+        if k:
+            self.pop_into(out)
+        return out
+
+    def __len__(self):
+        return self.size_c()
+
+    def is_empty(self):
+        """True when nothing is in the ring (a snapshot)."""
+        return self.size_c() == 0
+
+    def is_full(self):
+        """True when every slot is taken (a snapshot)."""
+        return <size_t>self.size_c() == self.mask + 1
+
+    def __repr__(self):
+        return (f"<fastconc.TypedRingBuffer typecode={self._typecode!r} "
+                f"len={self.size_c()} capacity={self._capacity}>")
