@@ -62,7 +62,7 @@ cdef class SpscRingBuffer:
     cdef object __weakref__
 
     cdef bint _room(self, size_t tail, size_t want) noexcept
-    cdef size_t _available(self, size_t head) noexcept
+    cdef size_t _available(self, size_t head, size_t want) noexcept
 
 
 @cython.final

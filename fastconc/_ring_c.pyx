@@ -18,6 +18,7 @@ an empty one return at once.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.list cimport PyList_New
+from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport (
@@ -67,8 +68,10 @@ cdef size_t NOGIL_COPY_BYTES = 16384
 
 
 cdef size_t _ring_size(object capacity) except 0:
-    """Validate a capacity and round it up to a power of two."""
-    cdef size_t size = 1
+    """Validate a capacity and round it up to a power of two, at least 2
+    (Vyukov's sequence numbers cannot tell a full 1-slot ring from an empty
+    one; the other rings follow the same rule so the three agree)."""
+    cdef size_t size = 2
     if isinstance(capacity, bool):
         raise TypeError("capacity must be an int, not bool")
     try:
@@ -418,9 +421,10 @@ cdef class SpscRingBuffer:
         fc_size_store_release(&self.prod.index, tail)
         return tail - start
 
-    cdef size_t _available(self, size_t head) noexcept:
-        """Consumer side: how many items are readable at `head`."""
-        if self.cons.cache != head:
+    cdef size_t _available(self, size_t head, size_t want) noexcept:
+        """Consumer side: how many items are readable at `head` (refreshing
+        the cached producer index only when it shows fewer than `want`)."""
+        if self.cons.cache - head >= want:
             return self.cons.cache - head
         # acquire: pairs with the producer's release of tail; the slots it
         # wrote before are visible.
@@ -434,7 +438,7 @@ cdef class SpscRingBuffer:
         # relaxed: only this thread writes the consumer index.
         cdef size_t head = fc_size_load_relaxed(&self.cons.index)
         cdef PyObject *p
-        if self._available(head) == 0:
+        if self._available(head, 1) == 0:
             if default is _MISSING:
                 raise Empty("ring buffer is empty")
             return default
@@ -450,7 +454,7 @@ cdef class SpscRingBuffer:
         cdef Py_ssize_t want = _max_items(max_items)
         _claim(&self.cons, "SpscRingBuffer", "pop")
         cdef size_t head = fc_size_load_relaxed(&self.cons.index)
-        cdef size_t i, n = self._available(head)
+        cdef size_t i, n = self._available(head, want)
         cdef list out
         if <size_t>want < n:
             n = want
@@ -652,6 +656,8 @@ cdef class TypedRingBuffer:
             else:
                 (<double *>out)[0] = d
         elif self.kind == b'i':
+            if type(x) is not int:
+                x = PyNumber_Index(x)   # TypeError for floats, as array does
             v = x
             if self.itemsize == 1:
                 if not -128 <= v <= 127:
@@ -668,8 +674,8 @@ cdef class TypedRingBuffer:
             else:
                 (<int64_t *>out)[0] = <int64_t>v
         else:
-            if isinstance(x, float):
-                raise TypeError("integer argument expected, got float")
+            if type(x) is not int:
+                x = PyNumber_Index(x)
             if x < 0:
                 raise OverflowError(f"{x} is negative; this ring holds unsigned numbers")
             u = x

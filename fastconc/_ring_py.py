@@ -34,7 +34,7 @@ def _ring_size(capacity: Any) -> int:
         raise ValueError(f"capacity must be >= 1, got {n!r}")
     if n > (2**63 - 1) >> 4:
         raise ValueError(f"capacity too large: {n!r}")
-    return 1 << (n - 1).bit_length()
+    return max(2, 1 << (n - 1).bit_length())  # at least 2, as in _ring_c
 
 
 def _max_items(max_items: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 from collections import deque
 
@@ -175,6 +176,110 @@ class QueueMachine(RuleBasedStateMachine):
             assert self.q.is_shutdown == self.shutdown
 
 
+class RingMachine(RuleBasedStateMachine):
+    """RingBuffer or SpscRingBuffer (one thread is both producer and consumer)."""
+
+    backend = "python"
+    kind = "RingBuffer"
+
+    @initialize(capacity=st.integers(1, 9))
+    def create(self, capacity):
+        self.ring = getattr(load_backend(self.backend), self.kind)(capacity)
+        self.capacity = max(2, 1 << (capacity - 1).bit_length())
+        self.model: deque[int] = deque()
+
+    @rule(item=items)
+    def push(self, item):
+        ok = self.ring.push(item)
+        assert ok == (len(self.model) < self.capacity)
+        if ok:
+            self.model.append(item)
+
+    @rule(batch=st.lists(items, max_size=12))
+    def push_many(self, batch):
+        n = self.ring.push_many(batch)
+        assert n == min(len(batch), self.capacity - len(self.model))
+        self.model.extend(batch[:n])
+
+    @rule()
+    def pop(self):
+        if self.model:
+            assert self.ring.pop() == self.model.popleft()
+        else:
+            with pytest.raises(Empty):
+                self.ring.pop()
+            assert self.ring.pop("d") == "d"
+
+    @rule(n=st.integers(0, 12))
+    def pop_many(self, n):
+        expected = [self.model.popleft() for _ in range(min(n, len(self.model)))]
+        assert self.ring.pop_many(n) == expected
+
+    @invariant()
+    def observers(self):
+        if hasattr(self, "ring"):
+            assert len(self.ring) == len(self.model)
+            assert self.ring.is_empty() == (not self.model)
+            assert self.ring.is_full() == (len(self.model) == self.capacity)
+
+
+class SpscMachine(RingMachine):
+    kind = "SpscRingBuffer"
+
+
+class TypedMachine(RuleBasedStateMachine):
+    backend = "python"
+
+    @initialize(capacity=st.integers(1, 9), typecode=st.sampled_from("bHiqfd"))
+    def create(self, capacity, typecode):
+        self.ring = load_backend(self.backend).TypedRingBuffer(capacity, typecode)
+        self.capacity = max(2, 1 << (capacity - 1).bit_length())
+        self.typecode = typecode
+        self.model: deque[float] = deque()
+        self.values = st.integers(0, 100) if typecode in "bHiq" else st.floats(-8, 8, width=32)
+
+    def _numbers(self, data, n):
+        return [data.draw(self.values) for _ in range(n)]
+
+    @rule(data=st.data())
+    def push(self, data):
+        (x,) = self._numbers(data, 1)
+        ok = self.ring.push(x)
+        assert ok == (len(self.model) < self.capacity)
+        if ok:
+            self.model.append(x)
+
+    @rule(data=st.data(), n=st.integers(0, 12))
+    def push_many(self, data, n):
+        batch = array.array(self.typecode, self._numbers(data, n))
+        k = self.ring.push_many(batch)
+        assert k == min(n, self.capacity - len(self.model))
+        self.model.extend(batch[:k])
+
+    @rule()
+    def pop(self):
+        if self.model:
+            assert self.ring.pop() == self.model.popleft()
+        else:
+            assert self.ring.pop(None) is None
+
+    @rule(n=st.integers(0, 12), into=st.booleans())
+    def pop_batch(self, n, into):
+        expected = [self.model.popleft() for _ in range(min(n, len(self.model)))]
+        if into:
+            buf = array.array(self.typecode, [0] * n)
+            k = self.ring.pop_into(buf)
+            assert list(buf[:k]) == expected
+        else:
+            assert list(self.ring.pop_many(n)) == expected
+
+    @invariant()
+    def observers(self):
+        if hasattr(self, "ring"):
+            assert len(self.ring) == len(self.model)
+            assert self.ring.is_full() == (len(self.model) == self.capacity)
+
+
 def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
     cls = type(f"{machine.__name__}_{backend}", (machine,), {"backend": backend})
     case = cls.TestCase
@@ -183,7 +288,7 @@ def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
 
 
 for _backend in BACKENDS:
-    for _machine in (ChannelMachine, QueueMachine):
+    for _machine in (ChannelMachine, QueueMachine, RingMachine, SpscMachine, TypedMachine):
         _case = _for_backend(_machine, _backend)
         globals()[f"Test{_machine.__name__}_{_backend}"] = _case
 del _backend, _machine, _case
