@@ -1,24 +1,35 @@
 # C-level layout of the compiled ring buffers, and the public nogil C API of
 # TypedRingBuffer.
 #
-# Other Cython extensions can move numbers without the GIL:
+# Other Cython extensions move numbers without the GIL, from `with nogil:`
+# blocks or from threads of their own:
 #
-#     from fastconc._ring_c cimport TypedRingBuffer
-#     cdef TypedRingBuffer ring = fastconc.TypedRingBuffer(4096, "d")
-#     cdef double x = 1.5
-#     with nogil:
-#         ring.push_c(&x)                 # 1 if pushed, 0 if full
-#         n = ring.pop_n_c(out, 4096)     # how many were copied into out
+#     from fastconc._ring_c cimport TypedRingBuffer, TypedCore, typed_push_n, typed_pop_n
+#     ring = fastconc.TypedRingBuffer(4096, "d")
+#     cdef TypedCore *core = (<TypedRingBuffer>ring).core_c()    # with the GIL
+#     with nogil:                                   # or in any C thread
+#         sent = typed_push_n(core, values, n)      # how many were copied in
+#         got = typed_pop_n(core, out, n)           # how many were copied out
 #
-# Build such an extension with include_dirs=[fastconc.get_include()].  The
-# caller keeps a reference to the ring while it uses it, and keeps the SPSC
-# contract: at most one thread pushes and one thread pops at a time (the C
-# API does not check it; the Python methods do).
+# (typed_push / typed_pop move one number; typed_size counts.)  Build such an
+# extension with include_dirs=[fastconc.get_include()].  The caller keeps a
+# reference to the ring while `core` is in use, and keeps the SPSC contract:
+# at most one thread pushes and one thread pops at a time (the C API does not
+# check it; the Python methods do).  Numbers are in the ring's C type
+# (ring.typecode / ring.itemsize).
 cimport cython
 from cpython.object cimport PyObject
 from libc.stdint cimport uintptr_t
+from libc.string cimport memcpy
 
-from fastconc._atomic cimport fc_atomic_size, fc_atomic_uptr, fc_padded_size
+from fastconc._atomic cimport (
+    fc_atomic_size,
+    fc_atomic_uptr,
+    fc_padded_size,
+    fc_size_load_acquire,
+    fc_size_load_relaxed,
+    fc_size_store_release,
+)
 
 
 cdef struct Cell:
@@ -65,25 +76,99 @@ cdef class SpscRingBuffer:
     cdef size_t _available(self, size_t head, size_t want) noexcept
 
 
+cdef struct TypedCore:
+    # The SPSC ring of C numbers, usable without any Python object.
+    SpscSide prod
+    SpscSide cons
+    char *data
+    size_t mask                 # slots - 1 (slots is a power of two)
+    size_t itemsize
+
+
+cdef inline Py_ssize_t typed_push_n(TypedCore *r, const void *items, Py_ssize_t n) noexcept nogil:
+    """Copy up to n numbers in from items; return how many (producer side)."""
+    cdef size_t cap = r.mask + 1
+    # relaxed: only the producer writes its own index.
+    cdef size_t tail = fc_size_load_relaxed(&r.prod.index)
+    cdef size_t room, k, off, first
+    if n <= 0:
+        return 0
+    room = cap - (tail - r.prod.cache)
+    if room < <size_t>n:
+        # acquire: pairs with the consumer's release of its index, so its
+        # copies out of the slots we now reuse are complete.
+        r.prod.cache = fc_size_load_acquire(&r.cons.index)
+        room = cap - (tail - r.prod.cache)
+    k = room if room < <size_t>n else <size_t>n
+    if k == 0:
+        return 0
+    off = tail & r.mask
+    first = k if k < cap - off else cap - off
+    memcpy(r.data + off * r.itemsize, items, first * r.itemsize)
+    if k > first:
+        memcpy(r.data, <const char *>items + first * r.itemsize, (k - first) * r.itemsize)
+    # release: the bytes are in place before the consumer can see them.
+    fc_size_store_release(&r.prod.index, tail + k)
+    return k
+
+
+cdef inline Py_ssize_t typed_pop_n(TypedCore *r, void *out, Py_ssize_t n) noexcept nogil:
+    """Copy up to n numbers out into out; return how many (consumer side)."""
+    cdef size_t cap = r.mask + 1
+    # relaxed: only the consumer writes its own index.
+    cdef size_t head = fc_size_load_relaxed(&r.cons.index)
+    cdef size_t avail, k, off, first
+    if n <= 0:
+        return 0
+    avail = r.cons.cache - head
+    if avail < <size_t>n:
+        # acquire: pairs with the producer's release of its index; the bytes
+        # it copied in before are visible.
+        r.cons.cache = fc_size_load_acquire(&r.prod.index)
+        avail = r.cons.cache - head
+    k = avail if avail < <size_t>n else <size_t>n
+    if k == 0:
+        return 0
+    off = head & r.mask
+    first = k if k < cap - off else cap - off
+    memcpy(out, r.data + off * r.itemsize, first * r.itemsize)
+    if k > first:
+        memcpy(<char *>out + first * r.itemsize, r.data, (k - first) * r.itemsize)
+    # release: our copies are done before the producer reuses the slots.
+    fc_size_store_release(&r.cons.index, head + k)
+    return k
+
+
+cdef inline bint typed_push(TypedCore *r, const void *item) noexcept nogil:
+    """Push one number; 1 if pushed, 0 if full."""
+    return typed_push_n(r, item, 1) == 1
+
+
+cdef inline bint typed_pop(TypedCore *r, void *out) noexcept nogil:
+    """Pop one number; 1 if popped, 0 if empty."""
+    return typed_pop_n(r, out, 1) == 1
+
+
+cdef inline Py_ssize_t typed_size(TypedCore *r) noexcept nogil:
+    """Numbers in the ring (a snapshot)."""
+    # relaxed: a snapshot; head first so that tail >= head for what we saw.
+    cdef size_t head = fc_size_load_relaxed(&r.cons.index)
+    cdef size_t n = fc_size_load_relaxed(&r.prod.index) - head
+    if <Py_ssize_t>n < 0:
+        return 0
+    return n if n <= r.mask + 1 else r.mask + 1
+
+
 @cython.final
 cdef class TypedRingBuffer:
     cdef char _pad0[128]
-    cdef SpscSide prod
-    cdef SpscSide cons
-    cdef char *data
-    cdef size_t mask
-    cdef size_t itemsize
+    cdef TypedCore core
     cdef char kind              # 'i' signed, 'u' unsigned, 'f' float
     cdef object _typecode
     cdef object _capacity
     cdef object __weakref__
 
-    # Public C API (SPSC; no GIL needed, never blocks).
-    cdef bint push_c(self, const void *item) noexcept nogil
-    cdef bint pop_c(self, void *out) noexcept nogil
-    cdef Py_ssize_t push_n_c(self, const void *items, Py_ssize_t n) noexcept nogil
-    cdef Py_ssize_t pop_n_c(self, void *out, Py_ssize_t n) noexcept nogil
-    cdef Py_ssize_t size_c(self) noexcept nogil
+    cdef TypedCore *core_c(self) noexcept nogil
 
     cdef int _to_c(self, object x, char *out) except -1
     cdef object _to_py(self, const char *p)

@@ -34,7 +34,6 @@ from libc.stdint cimport (
     uintptr_t,
 )
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
 
 from fastconc._atomic cimport (
     fc_size_cas_weak_relaxed,
@@ -51,7 +50,6 @@ from fastconc._sync cimport fc_thread_id
 
 import array
 import operator
-import threading
 import types
 
 from fastconc._typed import check_buffer, check_typecode
@@ -527,32 +525,32 @@ cdef class TypedRingBuffer:
     ``push``/``pop`` move one Python number; ``push_many(buffer)`` and
     ``pop_into(buffer)`` / ``pop_many(n)`` copy whole buffers (array.array,
     memoryview, numpy arrays...) with the GIL released.  Other Cython
-    extensions get a nogil C API (push_c, pop_c, push_n_c, pop_n_c, size_c;
-    see _ring_c.pxd).  The first thread that pushes is the producer and the
+    extensions get a nogil C API (typed_push_n, typed_pop_n... on
+    ``core_c()``; see _ring_c.pxd).  The first thread that pushes is the producer and the
     first that pops the consumer; other threads get RuntimeError.
     """
 
     def __cinit__(self, *args, **kwargs):
-        self.data = NULL
+        self.core.data = NULL
 
     def __init__(self, capacity, typecode):
         cdef size_t size = _ring_size(capacity)
         kind, itemsize = check_typecode(typecode)
-        if self.data != NULL:
+        if self.core.data != NULL:
             raise RuntimeError("TypedRingBuffer is already initialised")
-        self.data = <char *>malloc(size * <size_t>itemsize)
-        if self.data == NULL:
+        self.core.data = <char *>malloc(size * <size_t>itemsize)
+        if self.core.data == NULL:
             raise MemoryError()
-        self.mask = size - 1
-        self.itemsize = itemsize
+        self.core.mask = size - 1
+        self.core.itemsize = itemsize
         self.kind = ord(kind)
-        _side_init(&self.prod)
-        _side_init(&self.cons)
+        _side_init(&self.core.prod)
+        _side_init(&self.core.cons)
         self._typecode = typecode
         self._capacity = size
 
     def __dealloc__(self):
-        free(self.data)
+        free(self.core.data)
 
     def __reduce__(self):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
@@ -570,76 +568,11 @@ cdef class TypedRingBuffer:
     @property
     def itemsize(self):
         """Bytes per number."""
-        return self.itemsize
+        return self.core.itemsize
 
-    # ------------------------------------------------------------ C API
-
-    cdef Py_ssize_t push_n_c(self, const void *items, Py_ssize_t n) noexcept nogil:
-        """Copy up to n numbers in from items; return how many (producer side)."""
-        cdef size_t cap = self.mask + 1
-        # relaxed: only the producer writes its own index.
-        cdef size_t tail = fc_size_load_relaxed(&self.prod.index)
-        cdef size_t room, k, off, first
-        if n <= 0:
-            return 0
-        room = cap - (tail - self.prod.cache)
-        if room < <size_t>n:
-            # acquire: pairs with the consumer's release of its index; its
-            # copies out of the slots we reuse are complete.
-            self.prod.cache = fc_size_load_acquire(&self.cons.index)
-            room = cap - (tail - self.prod.cache)
-        k = room if room < <size_t>n else <size_t>n
-        if k == 0:
-            return 0
-        off = tail & self.mask
-        first = k if k < cap - off else cap - off
-        memcpy(self.data + off * self.itemsize, items, first * self.itemsize)
-        if k > first:
-            memcpy(self.data, <const char *>items + first * self.itemsize,
-                   (k - first) * self.itemsize)
-        # release: the bytes are in place before the consumer sees them.
-        fc_size_store_release(&self.prod.index, tail + k)
-        return k
-
-    cdef Py_ssize_t pop_n_c(self, void *out, Py_ssize_t n) noexcept nogil:
-        """Copy up to n numbers out into out; return how many (consumer side)."""
-        cdef size_t cap = self.mask + 1
-        # relaxed: only the consumer writes its own index.
-        cdef size_t head = fc_size_load_relaxed(&self.cons.index)
-        cdef size_t avail, k, off, first
-        if n <= 0:
-            return 0
-        avail = self.cons.cache - head
-        if avail < <size_t>n:
-            # acquire: pairs with the producer's release of its index; the
-            # bytes it copied in before are visible.
-            self.cons.cache = fc_size_load_acquire(&self.prod.index)
-            avail = self.cons.cache - head
-        k = avail if avail < <size_t>n else <size_t>n
-        if k == 0:
-            return 0
-        off = head & self.mask
-        first = k if k < cap - off else cap - off
-        memcpy(out, self.data + off * self.itemsize, first * self.itemsize)
-        if k > first:
-            memcpy(<char *>out + first * self.itemsize, self.data,
-                   (k - first) * self.itemsize)
-        # release: our copies are done before the producer reuses the slots.
-        fc_size_store_release(&self.cons.index, head + k)
-        return k
-
-    cdef bint push_c(self, const void *item) noexcept nogil:
-        """Push one number from item; 1 if pushed, 0 if full."""
-        return self.push_n_c(item, 1) == 1
-
-    cdef bint pop_c(self, void *out) noexcept nogil:
-        """Pop one number into out; 1 if popped, 0 if empty."""
-        return self.pop_n_c(out, 1) == 1
-
-    cdef Py_ssize_t size_c(self) noexcept nogil:
-        """Numbers in the ring (a snapshot)."""
-        cdef size_t h = fc_size_load_relaxed(&self.cons.index)
-        return _used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
+    cdef TypedCore *core_c(self) noexcept nogil:
+        """The C-level ring for typed_push_n / typed_pop_n (see _ring_c.pxd)."""
+        return &self.core
 
     # ------------------------------------------------------------ Python API
 
@@ -651,7 +584,7 @@ cdef class TypedRingBuffer:
         cdef unsigned long long u
         if self.kind == b'f':
             d = x
-            if self.itemsize == 4:
+            if self.core.itemsize == 4:
                 (<float *>out)[0] = <float>d
             else:
                 (<double *>out)[0] = d
@@ -659,15 +592,15 @@ cdef class TypedRingBuffer:
             if type(x) is not int:
                 x = PyNumber_Index(x)   # TypeError for floats, as array does
             v = x
-            if self.itemsize == 1:
+            if self.core.itemsize == 1:
                 if not -128 <= v <= 127:
                     raise OverflowError(f"{x} does not fit in a signed 8-bit number")
                 (<int8_t *>out)[0] = <int8_t>v
-            elif self.itemsize == 2:
+            elif self.core.itemsize == 2:
                 if not -32768 <= v <= 32767:
                     raise OverflowError(f"{x} does not fit in a signed 16-bit number")
                 (<int16_t *>out)[0] = <int16_t>v
-            elif self.itemsize == 4:
+            elif self.core.itemsize == 4:
                 if not -2147483648 <= v <= 2147483647:
                     raise OverflowError(f"{x} does not fit in a signed 32-bit number")
                 (<int32_t *>out)[0] = <int32_t>v
@@ -679,14 +612,14 @@ cdef class TypedRingBuffer:
             if x < 0:
                 raise OverflowError(f"{x} is negative; this ring holds unsigned numbers")
             u = x
-            if self.itemsize < 8 and u >> (8 * self.itemsize):
+            if self.core.itemsize < 8 and u >> (8 * self.core.itemsize):
                 raise OverflowError(
-                    f"{x} does not fit in an unsigned {8 * self.itemsize}-bit number")
-            if self.itemsize == 1:
+                    f"{x} does not fit in an unsigned {8 * self.core.itemsize}-bit number")
+            if self.core.itemsize == 1:
                 (<uint8_t *>out)[0] = <uint8_t>u
-            elif self.itemsize == 2:
+            elif self.core.itemsize == 2:
                 (<uint16_t *>out)[0] = <uint16_t>u
-            elif self.itemsize == 4:
+            elif self.core.itemsize == 4:
                 (<uint32_t *>out)[0] = <uint32_t>u
             else:
                 (<uint64_t *>out)[0] = <uint64_t>u
@@ -694,20 +627,20 @@ cdef class TypedRingBuffer:
 
     cdef object _to_py(self, const char *p):
         if self.kind == b'f':
-            return (<const float *>p)[0] if self.itemsize == 4 else (<const double *>p)[0]
+            return (<const float *>p)[0] if self.core.itemsize == 4 else (<const double *>p)[0]
         if self.kind == b'i':
-            if self.itemsize == 1:
+            if self.core.itemsize == 1:
                 return (<const int8_t *>p)[0]
-            if self.itemsize == 2:
+            if self.core.itemsize == 2:
                 return (<const int16_t *>p)[0]
-            if self.itemsize == 4:
+            if self.core.itemsize == 4:
                 return (<const int32_t *>p)[0]
             return (<const int64_t *>p)[0]
-        if self.itemsize == 1:
+        if self.core.itemsize == 1:
             return (<const uint8_t *>p)[0]
-        if self.itemsize == 2:
+        if self.core.itemsize == 2:
             return (<const uint16_t *>p)[0]
-        if self.itemsize == 4:
+        if self.core.itemsize == 4:
             return (<const uint32_t *>p)[0]
         return (<const uint64_t *>p)[0]
 
@@ -715,16 +648,16 @@ cdef class TypedRingBuffer:
         """Push one number (producer thread only); False if the ring is full.
         Converts like array.array: TypeError / OverflowError for bad values."""
         cdef char tmp[8]
-        _claim(&self.prod, "TypedRingBuffer", "push")
+        _claim(&self.core.prod, "TypedRingBuffer", "push")
         self._to_c(x, tmp)
-        return self.push_n_c(tmp, 1) == 1
+        return typed_push_n(&self.core, tmp, 1) == 1
 
     def pop(self, default=_MISSING):
         """Pop one number (consumer thread only).  When empty, return
         ``default`` if given, else raise Empty."""
         cdef char tmp[8]
-        _claim(&self.cons, "TypedRingBuffer", "pop")
-        if self.pop_n_c(tmp, 1) == 0:
+        _claim(&self.core.cons, "TypedRingBuffer", "pop")
+        if typed_pop_n(&self.core, tmp, 1) == 0:
             if default is _MISSING:
                 raise Empty("ring buffer is empty")
             return default
@@ -737,16 +670,16 @@ cdef class TypedRingBuffer:
         non-contiguous buffer, raise before anything is copied."""
         cdef Py_buffer view
         cdef Py_ssize_t n, k
-        _claim(&self.prod, "TypedRingBuffer", "push")
+        _claim(&self.core.prod, "TypedRingBuffer", "push")
         flat = check_buffer(buffer, self._typecode, "buffer", False)
         PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE)
         try:
-            n = view.len // <Py_ssize_t>self.itemsize
+            n = view.len // <Py_ssize_t>self.core.itemsize
             if <size_t>view.len >= NOGIL_COPY_BYTES:
                 with nogil:
-                    k = self.push_n_c(view.buf, n)
+                    k = typed_push_n(&self.core, view.buf, n)
             else:
-                k = self.push_n_c(view.buf, n)
+                k = typed_push_n(&self.core, view.buf, n)
         finally:
             PyBuffer_Release(&view)
         return k
@@ -756,16 +689,16 @@ cdef class TypedRingBuffer:
         ring's type; return how many.  Consumer thread only."""
         cdef Py_buffer view
         cdef Py_ssize_t n, k
-        _claim(&self.cons, "TypedRingBuffer", "pop")
+        _claim(&self.core.cons, "TypedRingBuffer", "pop")
         flat = check_buffer(buffer, self._typecode, "buffer", True)
         PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
         try:
-            n = view.len // <Py_ssize_t>self.itemsize
+            n = view.len // <Py_ssize_t>self.core.itemsize
             if <size_t>view.len >= NOGIL_COPY_BYTES:
                 with nogil:
-                    k = self.pop_n_c(view.buf, n)
+                    k = typed_pop_n(&self.core, view.buf, n)
             else:
-                k = self.pop_n_c(view.buf, n)
+                k = typed_pop_n(&self.core, view.buf, n)
         finally:
             PyBuffer_Release(&view)
         return k
@@ -774,27 +707,27 @@ cdef class TypedRingBuffer:
         """Pop up to n numbers into a new array.array.  Consumer thread only."""
         cdef Py_ssize_t want = _max_items(n)
         cdef Py_ssize_t k
-        _claim(&self.cons, "TypedRingBuffer", "pop")
-        k = self.size_c()
+        _claim(&self.core.cons, "TypedRingBuffer", "pop")
+        k = typed_size(&self.core)
         if want < k:
             k = want
-        out = array.array(self._typecode, bytes(k * self.itemsize)) if k else \
+        out = array.array(self._typecode, bytes(k * self.core.itemsize)) if k else \
             array.array(self._typecode)
         if k:
             self.pop_into(out)
         return out
 
     def __len__(self):
-        return self.size_c()
+        return typed_size(&self.core)
 
     def is_empty(self):
         """True when nothing is in the ring (a snapshot)."""
-        return self.size_c() == 0
+        return typed_size(&self.core) == 0
 
     def is_full(self):
         """True when every slot is taken (a snapshot)."""
-        return <size_t>self.size_c() == self.mask + 1
+        return <size_t>typed_size(&self.core) == self.core.mask + 1
 
     def __repr__(self):
         return (f"<fastconc.TypedRingBuffer typecode={self._typecode!r} "
-                f"len={self.size_c()} capacity={self._capacity}>")
+                f"len={typed_size(&self.core)} capacity={self._capacity}>")
