@@ -122,7 +122,7 @@ class RingBuffer:
     def pop_many(self, max_items: int) -> list[Any]:
         """Pop up to ``max_items`` items (fewer when the ring runs empty)."""
         want = _max_items(max_items)
-        out = []
+        out: list[Any] = []
         popleft = self._items.popleft
         try:
             while len(out) < want:

@@ -9,8 +9,11 @@ Channel and Queue of each backend plus ``queue.Queue`` and
 
 from __future__ import annotations
 
+import array
+import collections
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +22,18 @@ from fastconc import _impl
 
 JOIN_TIMEOUT = 600.0
 
-__all__ = ["Contender", "contenders", "cross_thread", "cross_thread_batched", "same_thread_pairs"]
+__all__ = [
+    "Contender",
+    "contenders",
+    "cross_thread",
+    "cross_thread_batched",
+    "deque_pairs",
+    "ring_contenders",
+    "ring_pairs",
+    "same_thread_pairs",
+    "simplequeue_transfer",
+    "typed_transfer",
+]
 
 
 @dataclass(frozen=True)
@@ -146,3 +160,83 @@ def cross_thread_batched(c: Contender, n: int, batch: int = 256, capacity: int =
     _join(t, c)
     if total[0] != n * (n - 1) // 2:
         raise AssertionError(f"{c.name}: items lost or corrupted")
+
+
+# ---------------------------------------------------------------- rings
+
+def ring_contenders() -> list[tuple[str, Callable[[int], Any]]]:
+    """(name, factory) for every object ring of every backend."""
+    found: list[tuple[str, Callable[[int], Any]]] = []
+    for backend, ns in _impl.implementations().items():
+        found.append((f"{backend} RingBuffer", ns.RingBuffer))
+        found.append((f"{backend} SpscRingBuffer", ns.SpscRingBuffer))
+    return found
+
+
+def ring_pairs(make: Callable[[int], Any], n: int, capacity: int = 1024) -> None:
+    """n push+pop pairs on one thread."""
+    ring = make(capacity)
+    push, pop = ring.push, ring.pop
+    for i in range(n):
+        push(i)
+        pop()
+
+
+def deque_pairs(n: int) -> None:
+    """The baseline for ring_pairs: collections.deque append+popleft."""
+    d: collections.deque[int] = collections.deque()
+    append, popleft = d.append, d.popleft
+    for i in range(n):
+        append(i)
+        popleft()
+
+
+def _yield() -> None:
+    # Rings never block: a side that finds nothing to do lets the other run.
+    time.sleep(0)
+
+
+def typed_transfer(ring: Any, src: array.array[Any], dst: array.array[Any],
+                   chunk: int = 4096) -> None:
+    """Move all of src into dst through a TypedRingBuffer: a producer thread
+    push_many()s chunks, this thread pop_into()s them."""
+    n = len(src)
+
+    def produce() -> None:
+        view, pos = memoryview(src), 0
+        while pos < n:
+            k = ring.push_many(view[pos:pos + chunk])
+            pos += k
+            if not k:
+                _yield()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    view, pos = memoryview(dst), 0
+    while pos < n:
+        k = ring.pop_into(view[pos:pos + chunk])
+        pos += k
+        if not k:
+            _yield()
+    t.join(JOIN_TIMEOUT)
+    if t.is_alive():
+        raise RuntimeError("producer still running")
+
+
+def simplequeue_transfer(src: array.array[Any], dst: array.array[Any]) -> None:
+    """The baseline for typed_transfer: the same numbers one by one through
+    queue.SimpleQueue."""
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    n = len(src)
+
+    def produce() -> None:
+        put = q.put
+        for x in src:
+            put(x)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    get = q.get
+    for i in range(n):
+        dst[i] = get()
+    t.join(JOIN_TIMEOUT)
