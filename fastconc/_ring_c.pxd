@@ -172,3 +172,4 @@ cdef class TypedRingBuffer:
 
     cdef int _to_c(self, object x, char *out) except -1
     cdef object _to_py(self, const char *p)
+    cdef int _get_view(self, object obj, Py_buffer *view, bint writable) except -1

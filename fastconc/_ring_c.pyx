@@ -16,7 +16,15 @@ the release store that publishes its slot, and read after the acquire load
 that observed that store.  Nothing here blocks: push on a full ring and pop on
 an empty one return at once.
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_STRIDES,
+    PyBUF_WRITABLE,
+    PyBuffer_IsContiguous,
+    PyBuffer_Release,
+    PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
 from cpython.list cimport PyList_New
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
@@ -52,7 +60,9 @@ import array
 import operator
 import types
 
-from fastconc._typed import check_buffer, check_typecode
+import sys
+
+from fastconc._typed import check_typecode
 from fastconc.errors import Empty
 
 cdef extern from "Python.h":
@@ -518,6 +528,31 @@ set_gc_hooks(SpscRingBuffer, <gc_traverse_t>_spsc_traverse, <gc_clear_t>_spsc_cl
 
 # ---------------------------------------------------------------- TypedRingBuffer
 
+cdef char _NATIVE_ORDER = b'<' if sys.byteorder == "little" else b'>'
+
+
+cdef char _format_kind(const char *fmt) noexcept:
+    """'i', 'u' or 'f' for a single native number format, else 0 (the same
+    rule as fastconc._typed, which the fallback uses)."""
+    if fmt == NULL:
+        return b'u'         # no format means unsigned bytes
+    if fmt[0] == b'@' or fmt[0] == b'=':
+        fmt += 1
+    elif fmt[0] == b'<' or fmt[0] == b'>' or fmt[0] == b'!':
+        if (b'>' if fmt[0] == b'!' else fmt[0]) != _NATIVE_ORDER:
+            return 0
+        fmt += 1
+    if fmt[0] == 0 or fmt[1] != 0:
+        return 0
+    if fmt[0] in b'bhilqn':
+        return b'i'
+    if fmt[0] in b'BHILQN':
+        return b'u'
+    if fmt[0] in b'fd':
+        return b'f'
+    return 0
+
+
 cdef class TypedRingBuffer:
     """Single-producer single-consumer ring of C numbers of one ``array``
     typecode ('b', 'B', 'h', 'H', 'i', 'I', 'l', 'L', 'q', 'Q', 'f', 'd').
@@ -663,16 +698,40 @@ cdef class TypedRingBuffer:
             return default
         return self._to_py(tmp)
 
+    cdef int _get_view(self, object obj, Py_buffer *view, bint writable) except -1:
+        """Get obj's buffer after checking it matches this ring; raises (with
+        nothing copied) for a wrong format, item size or layout."""
+        if not PyObject_CheckBuffer(obj):
+            raise TypeError(f"buffer must support the buffer protocol, not {type(obj).__name__}")
+        try:
+            PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_STRIDES |
+                               (PyBUF_WRITABLE if writable else 0))
+        except BufferError:
+            if writable:
+                raise TypeError("buffer is read-only") from None
+            raise
+        if not PyBuffer_IsContiguous(view, b'C'):
+            PyBuffer_Release(view)
+            raise ValueError("buffer must be C-contiguous")
+        if <size_t>view.itemsize != self.core.itemsize or _format_kind(view.format) != self.kind:
+            fmt = (<bytes>view.format).decode() if view.format != NULL else "B"
+            size = view.itemsize
+            PyBuffer_Release(view)
+            raise ValueError(
+                f"buffer holds format {fmt!r} (itemsize {size}); this ring holds "
+                f"{self._typecode!r} (itemsize {self.core.itemsize})")
+        return 0
+
     def push_many(self, buffer):
         """Copy numbers in from a buffer of the ring's type (array.array,
         memoryview, numpy array...) until the ring is full; return how many.
         Producer thread only.  Mismatched format or item size, or a
-        non-contiguous buffer, raise before anything is copied."""
+        non-contiguous buffer, raise before anything is copied.  Large copies
+        run with the GIL released."""
         cdef Py_buffer view
         cdef Py_ssize_t n, k
         _claim(&self.core.prod, "TypedRingBuffer", "push")
-        flat = check_buffer(buffer, self._typecode, "buffer", False)
-        PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE)
+        self._get_view(buffer, &view, False)
         try:
             n = view.len // <Py_ssize_t>self.core.itemsize
             if <size_t>view.len >= NOGIL_COPY_BYTES:
@@ -690,8 +749,7 @@ cdef class TypedRingBuffer:
         cdef Py_buffer view
         cdef Py_ssize_t n, k
         _claim(&self.core.cons, "TypedRingBuffer", "pop")
-        flat = check_buffer(buffer, self._typecode, "buffer", True)
-        PyObject_GetBuffer(flat, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        self._get_view(buffer, &view, True)
         try:
             n = view.len // <Py_ssize_t>self.core.itemsize
             if <size_t>view.len >= NOGIL_COPY_BYTES:

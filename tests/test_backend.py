@@ -23,6 +23,9 @@ def test_implementation_names():
     assert fastconc.IMPLEMENTATION in found
     assert fastconc.Channel is found[fastconc.IMPLEMENTATION].Channel
     assert fastconc.Queue is found[fastconc.IMPLEMENTATION].Queue
+    for name in ("RingBuffer", "SpscRingBuffer", "TypedRingBuffer"):
+        assert getattr(fastconc, name) is getattr(found[fastconc.IMPLEMENTATION], name)
+        assert getattr(found["python"], name).__module__ == "fastconc._ring_py"
     if _impl.NO_EXTENSIONS:
         assert list(found) == ["python"] and fastconc.IMPLEMENTATION == "python"
 
@@ -39,13 +42,17 @@ def test_tests_run_against_installed_package():
 def test_cython_backend_is_compiled():
     if _impl.NO_EXTENSIONS:
         pytest.skip("FASTCONC_NO_EXTENSIONS is set")
-    from fastconc import _channel_c
+    from fastconc import _channel_c, _ring_c
 
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    assert _channel_c.__file__.endswith(suffixes), _channel_c.__file__
-    assert isinstance(_channel_c.__loader__, importlib.machinery.ExtensionFileLoader)
+    for module in (_channel_c, _ring_c):
+        assert module.__file__.endswith(suffixes), module.__file__
+        assert isinstance(module.__loader__, importlib.machinery.ExtensionFileLoader)
     assert fastconc.IMPLEMENTATION == "cython"
-    assert fastconc.implementations()["cython"].Channel.__module__ == "fastconc._channel_c"
+    ns = fastconc.implementations()["cython"]
+    assert ns.Channel.__module__ == "fastconc._channel_c"
+    for name in ("RingBuffer", "SpscRingBuffer", "TypedRingBuffer"):
+        assert getattr(ns, name).__module__ == "fastconc._ring_c"
 
 
 def test_no_extensions_env_forces_python():
@@ -63,7 +70,8 @@ def test_headers_and_stubs_are_installed():
     inc = pathlib.Path(fastconc.get_include())
     assert (inc / "fc_atomic.h").is_file() and (inc / "fc_sync.h").is_file()
     pkg = pathlib.Path(fastconc.__file__).parent
-    for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_sync.pxd"):
+    for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_sync.pxd", "_atomic.pxd",
+                 "_gc.pxd", "_ring_c.pyi", "_ring_c.pxd"):
         assert (pkg / name).is_file(), name
 
 
