@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True, autotestdict=False
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
 """Compiled lock-free ring buffers.
 
 RingBuffer      Vyukov's bounded MPMC queue (1024cores.net, "Bounded MPMC
@@ -16,6 +16,7 @@ the release store that publishes its slot, and read after the acquire load
 that observed that store.  Nothing here blocks: push on a full ring and pop on
 an empty one return at once.
 """
+cimport cython
 from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_STRIDES,
@@ -222,6 +223,7 @@ cdef class RingBuffer:
         """Slots in the ring (the requested capacity rounded up to a power of two)."""
         return self._capacity
 
+    @cython.always_allow_keywords(False)   # METH_O, like deque.append
     def push(self, item):
         """Add item; return False (and keep no reference) if the ring is full."""
         return self._push(item)
@@ -397,6 +399,7 @@ cdef class SpscRingBuffer:
         self.prod.cache = fc_size_load_acquire(&self.cons.index)
         return tail - self.prod.cache + want <= self.mask + 1
 
+    @cython.always_allow_keywords(False)   # METH_O, like deque.append
     def push(self, item):
         """Add item (producer thread only); return False if the ring is full."""
         _claim(&self.prod, "SpscRingBuffer", "push")
@@ -679,6 +682,7 @@ cdef class TypedRingBuffer:
             return (<const uint32_t *>p)[0]
         return (<const uint64_t *>p)[0]
 
+    @cython.always_allow_keywords(False)
     def push(self, x):
         """Push one number (producer thread only); False if the ring is full.
         Converts like array.array: TypeError / OverflowError for bad values."""
