@@ -55,6 +55,7 @@ cdef class RingBuffer:
     cdef fc_padded_size tail       # next position to push
     cdef Cell *cells
     cdef size_t mask
+    cdef bint _init_done
     cdef object _capacity
     cdef object __weakref__
 
@@ -69,6 +70,7 @@ cdef class SpscRingBuffer:
     cdef SpscSide cons
     cdef PyObject **slots
     cdef size_t mask
+    cdef bint _init_done
     cdef object _capacity
     cdef object __weakref__
 
@@ -164,6 +166,7 @@ cdef class TypedRingBuffer:
     cdef char _pad0[128]
     cdef TypedCore core
     cdef char kind              # 'i' signed, 'u' unsigned, 'f' float
+    cdef bint _init_done
     cdef object _typecode
     cdef object _capacity
     cdef object __weakref__

@@ -20,7 +20,6 @@ cimport cython
 from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_STRIDES,
-    PyBUF_WRITABLE,
     PyBuffer_IsContiguous,
     PyBuffer_Release,
     PyObject_CheckBuffer,
@@ -68,6 +67,7 @@ from fastconc.errors import Empty
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
+    void Py_SET_SIZE(object o, Py_ssize_t size)
     void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
 
 cdef object _MISSING = object()
@@ -124,17 +124,16 @@ cdef class RingBuffer:
 
     Never blocks: ``push`` returns False when full, ``pop`` raises Empty (or
     returns the default) when empty.  The capacity is rounded up to a power
-    of two.
+    of two (at least 2).  As in any Vyukov queue, while another thread is
+    between claiming a slot and finishing with it, ``push``/``pop`` may report
+    full/empty for that slot even though ``len()`` disagrees: retry.
     """
 
-    def __cinit__(self, *args, **kwargs):
-        self.cells = NULL
-
-    def __init__(self, capacity):
+    # Storage is allocated in __cinit__, so no instance exists without it
+    # (not even one made by __new__ alone).
+    def __cinit__(self, capacity, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
         cdef size_t i
-        if self.cells != NULL:
-            raise RuntimeError("RingBuffer is already initialised")
         self.cells = <Cell *>malloc(size * sizeof(Cell))
         if self.cells == NULL:
             raise MemoryError()
@@ -145,6 +144,11 @@ cdef class RingBuffer:
         fc_size_init(&self.head.v, 0)
         fc_size_init(&self.tail.v, 0)
         self._capacity = size
+
+    def __init__(self, capacity):
+        if self._init_done:
+            raise RuntimeError("RingBuffer is already initialised")
+        self._init_done = True
 
     def __dealloc__(self):
         cdef PyObject *p
@@ -254,16 +258,21 @@ cdef class RingBuffer:
         return n
 
     def pop_many(self, max_items):
-        """Pop up to ``max_items`` items (fewer when the ring runs empty)."""
+        """Pop up to ``max_items`` of the items there now (fewer when the ring
+        runs empty, or when other consumers take them first)."""
         cdef Py_ssize_t want = _max_items(max_items)
+        cdef Py_ssize_t i, n = len(self)
         cdef PyObject *p
-        cdef list out = []
-        while len(out) < want:
+        cdef list out
+        if want < n:
+            n = want
+        out = PyList_New(n)
+        for i in range(n):
             p = self._pop()
             if p == NULL:
+                Py_SET_SIZE(out, i)
                 break
-            out.append(<object>p)
-            Py_DECREF(<object>p)
+            list_steal_item(out, i, p)
         return out
 
     def __len__(self):
@@ -356,13 +365,8 @@ cdef class SpscRingBuffer:
     RuntimeError, so misuse cannot corrupt the ring.
     """
 
-    def __cinit__(self, *args, **kwargs):
-        self.slots = NULL
-
-    def __init__(self, capacity):
+    def __cinit__(self, capacity, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
-        if self.slots != NULL:
-            raise RuntimeError("SpscRingBuffer is already initialised")
         self.slots = <PyObject **>malloc(size * sizeof(PyObject *))
         if self.slots == NULL:
             raise MemoryError()
@@ -370,6 +374,11 @@ cdef class SpscRingBuffer:
         _side_init(&self.prod)
         _side_init(&self.cons)
         self._capacity = size
+
+    def __init__(self, capacity):
+        if self._init_done:
+            raise RuntimeError("SpscRingBuffer is already initialised")
+        self._init_done = True
 
     def __dealloc__(self):
         cdef size_t pos, tail
@@ -417,11 +426,15 @@ cdef class SpscRingBuffer:
         """Push items in order until one does not fit; return how many were
         pushed (producer thread only).  A non-sequence iterable is read to the
         end first."""
+        cdef size_t tail, start
         _claim(&self.prod, "SpscRingBuffer", "push")
-        cdef size_t tail = fc_size_load_relaxed(&self.prod.index)
-        cdef size_t start = tail
-        if not isinstance(items, (list, tuple)):
+        # Materialise first: reading an iterator (or a list subclass) runs
+        # Python code that may push to this ring; the indices are read only
+        # after that, and the loop below runs no Python code.
+        if type(items) is not list and type(items) is not tuple:
             items = list(items)
+        tail = fc_size_load_relaxed(&self.prod.index)
+        start = tail
         for item in items:
             if not self._room(tail, 1):
                 break
@@ -463,13 +476,20 @@ cdef class SpscRingBuffer:
     def pop_many(self, max_items):
         """Pop up to ``max_items`` items (consumer thread only)."""
         cdef Py_ssize_t want = _max_items(max_items)
-        _claim(&self.cons, "SpscRingBuffer", "pop")
-        cdef size_t head = fc_size_load_relaxed(&self.cons.index)
-        cdef size_t i, n = self._available(head, want)
+        cdef size_t head, i, n, avail
         cdef list out
+        _claim(&self.cons, "SpscRingBuffer", "pop")
+        n = self._available(fc_size_load_relaxed(&self.cons.index), want)
         if <size_t>want < n:
             n = want
+        # Allocate before reading the index: on 3.10/3.11 the allocation may
+        # run the GC, and a __del__ there may pop from this ring.
         out = PyList_New(n)
+        head = fc_size_load_relaxed(&self.cons.index)
+        avail = self._available(head, n)
+        if avail < n:
+            n = avail
+            Py_SET_SIZE(out, n)
         for i in range(n):
             # The list steals the reference the ring held.
             list_steal_item(out, i, self.slots[(head + i) & self.mask])
@@ -518,6 +538,7 @@ cdef int _spsc_clear(SpscRingBuffer self) noexcept:
         return 0
     tail = fc_size_load_acquire(&self.prod.index)
     pos = fc_size_load_relaxed(&self.cons.index)
+    self.cons.cache = tail
     while pos != tail:
         p = self.slots[pos & self.mask]
         pos += 1
@@ -568,14 +589,9 @@ cdef class TypedRingBuffer:
     first that pops the consumer; other threads get RuntimeError.
     """
 
-    def __cinit__(self, *args, **kwargs):
-        self.core.data = NULL
-
-    def __init__(self, capacity, typecode):
+    def __cinit__(self, capacity, typecode, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
         kind, itemsize = check_typecode(typecode)
-        if self.core.data != NULL:
-            raise RuntimeError("TypedRingBuffer is already initialised")
         self.core.data = <char *>malloc(size * <size_t>itemsize)
         if self.core.data == NULL:
             raise MemoryError()
@@ -586,6 +602,11 @@ cdef class TypedRingBuffer:
         _side_init(&self.core.cons)
         self._typecode = typecode
         self._capacity = size
+
+    def __init__(self, capacity, typecode):
+        if self._init_done:
+            raise RuntimeError("TypedRingBuffer is already initialised")
+        self._init_done = True
 
     def __dealloc__(self):
         free(self.core.data)
@@ -686,44 +707,47 @@ cdef class TypedRingBuffer:
     def push(self, x):
         """Push one number (producer thread only); False if the ring is full.
         Converts like array.array: TypeError / OverflowError for bad values."""
-        cdef char tmp[8]
+        cdef uint64_t tmp = 0     # 8 aligned bytes for any of the C types
         _claim(&self.core.prod, "TypedRingBuffer", "push")
-        self._to_c(x, tmp)
-        return typed_push_n(&self.core, tmp, 1) == 1
+        self._to_c(x, <char *>&tmp)
+        return typed_push_n(&self.core, &tmp, 1) == 1
 
     def pop(self, default=_MISSING):
         """Pop one number (consumer thread only).  When empty, return
         ``default`` if given, else raise Empty."""
-        cdef char tmp[8]
+        cdef uint64_t tmp = 0
         _claim(&self.core.cons, "TypedRingBuffer", "pop")
-        if typed_pop_n(&self.core, tmp, 1) == 0:
+        if typed_pop_n(&self.core, &tmp, 1) == 0:
             if default is _MISSING:
                 raise Empty("ring buffer is empty")
             return default
-        return self._to_py(tmp)
+        return self._to_py(<char *>&tmp)
 
     cdef int _get_view(self, object obj, Py_buffer *view, bint writable) except -1:
         """Get obj's buffer after checking it matches this ring; raises (with
-        nothing copied) for a wrong format, item size or layout."""
+        nothing copied, and the buffer released) for a wrong format, item
+        size or layout, and for a read-only buffer when writing."""
+        cdef Py_ssize_t size
         if not PyObject_CheckBuffer(obj):
             raise TypeError(f"buffer must support the buffer protocol, not {type(obj).__name__}")
         try:
-            PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_STRIDES |
-                               (PyBUF_WRITABLE if writable else 0))
+            PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_STRIDES)
         except BufferError:
-            if writable:
-                raise TypeError("buffer is read-only") from None
-            raise
+            # e.g. exporters that need suboffsets (PIL-style indirect arrays)
+            raise ValueError("buffer must be C-contiguous") from None
+        if writable and view.readonly:
+            PyBuffer_Release(view)
+            raise TypeError("buffer is read-only")
         if not PyBuffer_IsContiguous(view, b'C'):
             PyBuffer_Release(view)
             raise ValueError("buffer must be C-contiguous")
         if <size_t>view.itemsize != self.core.itemsize or _format_kind(view.format) != self.kind:
-            fmt = (<bytes>view.format).decode() if view.format != NULL else "B"
+            fmt = <bytes>view.format if view.format != NULL else b"B"
             size = view.itemsize
             PyBuffer_Release(view)
             raise ValueError(
-                f"buffer holds format {fmt!r} (itemsize {size}); this ring holds "
-                f"{self._typecode!r} (itemsize {self.core.itemsize})")
+                f"buffer holds format {fmt.decode('ascii', 'replace')!r} (itemsize {size}); "
+                f"this ring holds {self._typecode!r} (itemsize {self.core.itemsize})")
         return 0
 
     def push_many(self, buffer):
@@ -773,10 +797,9 @@ cdef class TypedRingBuffer:
         k = typed_size(&self.core)
         if want < k:
             k = want
-        out = array.array(self._typecode, bytes(k * self.core.itemsize)) if k else \
-            array.array(self._typecode)
+        out = array.array(self._typecode, bytes(k * self.core.itemsize))
         if k:
-            self.pop_into(out)
+            del out[self.pop_into(out):]
         return out
 
     def __len__(self):

@@ -289,3 +289,39 @@ def test_typed_spsc_ownership(impl):
     t.start()
     t.join(JOIN_TIMEOUT)
     assert len(caught) == 1 and len(r) == 1
+
+
+def test_spsc_push_many_from_generator_that_uses_the_ring(impl):
+    # The generator pushes and pops on the same ring while push_many reads it.
+    r = impl.SpscRingBuffer(8)
+
+    def gen():
+        r.push("a")
+        r.pop()
+        r.push("b")
+        r.pop()
+        yield "x"
+        yield "y"
+
+    assert r.push_many(gen()) == 2
+    assert r.pop_many(10) == ["x", "y"] and len(r) == 0
+
+
+def test_new_without_init_cannot_corrupt(ring_cls):
+    try:
+        r = ring_cls.__new__(ring_cls)
+    except TypeError:
+        return  # compiled: storage is allocated by __new__ itself
+    with pytest.raises(AttributeError):
+        r.push(1)
+
+
+def test_typed_read_only_numpy_target(impl):
+    np = pytest.importorskip("numpy")
+    r = impl.TypedRingBuffer(8, "d")
+    r.push(1.0)
+    target = np.zeros(4)
+    target.flags.writeable = False
+    with pytest.raises(TypeError, match="read-only"):
+        r.pop_into(target)
+    assert len(r) == 1
