@@ -1,7 +1,7 @@
 # cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
 """Compiled lock-free ring buffers.
 
-RingBuffer      Vyukov's bounded MPMC queue (1024cores.net, "Bounded MPMC
+RingBuffer      Vyukov's bounded MPMC queue (Dmitry Vyukov, "Bounded MPMC
                 queue"; crossbeam's ArrayQueue): a sequence number per slot,
                 one CAS on head or tail per operation, never a lock.
 SpscRingBuffer  Lamport's single-producer single-consumer ring with cached
