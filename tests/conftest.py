@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -39,6 +40,23 @@ def impl(request: pytest.FixtureRequest):  # noqa: ANN201
 def stress_scale() -> float:
     """Multiplier for stress-test sizes (FASTCONC_STRESS_SCALE, default 1)."""
     return float(os.environ.get("FASTCONC_STRESS_SCALE", "1"))
+
+
+def check_exactly_once(received: list[list[tuple[int, int]]], producers: int, n: int) -> None:
+    flat = [x for part in received for x in part]
+    counts = Counter(flat)
+    dupes = [x for x, c in counts.items() if c > 1]
+    assert not dupes, f"duplicated items: {dupes[:5]}"
+    expected = {(p, i) for p in range(producers) for i in range(n)}
+    missing = expected - counts.keys()
+    assert not missing, f"{len(missing)} items lost, e.g. {sorted(missing)[:5]}"
+    assert len(flat) == len(expected)
+    # FIFO per sender: each consumer sees one producer's items in order.
+    for part in received:
+        last: dict[int, int] = {}
+        for p, i in part:
+            assert i > last.get(p, -1), "items from one producer arrived out of order"
+            last[p] = i
 
 
 class Threads:

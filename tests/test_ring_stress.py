@@ -9,10 +9,9 @@ from __future__ import annotations
 import array
 import threading
 import time
-from collections import Counter
 
 import pytest
-from conftest import JOIN_TIMEOUT, stress_scale
+from conftest import JOIN_TIMEOUT, check_exactly_once, stress_scale
 
 from fastconc import Empty
 
@@ -66,14 +65,7 @@ def test_ring_mpmc_4_producers_3_consumers_exactly_once(impl, threads):
         t.join(JOIN_TIMEOUT)
     done_producing.set()
     threads.join()
-    counts = Counter(x for part in received for x in part)
-    assert not [x for x, k in counts.items() if k > 1], "duplicates"
-    assert set(counts) == {(p, i) for p in range(producers) for i in range(n)}
-    for part in received:  # per producer, each consumer sees increasing order
-        last: dict[int, int] = {}
-        for p, i in part:
-            assert i > last.get(p, -1)
-            last[p] = i
+    check_exactly_once(received, producers, n)
 
 
 def test_spsc_order_across_threads(impl, threads):

@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import JOIN_TIMEOUT, stress_scale
+from conftest import JOIN_TIMEOUT, check_exactly_once, stress_scale
 
 from fastconc import ChannelClosed, Empty, Timeout
 
@@ -16,23 +16,6 @@ pytestmark = pytest.mark.stress
 
 def per_producer() -> int:
     return max(100, int(20_000 * stress_scale()))
-
-
-def check_exactly_once(received: list[list[tuple[int, int]]], producers: int, n: int) -> None:
-    flat = [x for part in received for x in part]
-    counts = Counter(flat)
-    dupes = [x for x, c in counts.items() if c > 1]
-    assert not dupes, f"duplicated items: {dupes[:5]}"
-    expected = {(p, i) for p in range(producers) for i in range(n)}
-    missing = expected - counts.keys()
-    assert not missing, f"{len(missing)} items lost, e.g. {sorted(missing)[:5]}"
-    assert len(flat) == len(expected)
-    # FIFO per sender: each consumer sees one producer's items in order.
-    for part in received:
-        last: dict[int, int] = {}
-        for p, i in part:
-            assert i > last.get(p, -1), "items from one producer arrived out of order"
-            last[p] = i
 
 
 @pytest.mark.parametrize("producers,consumers,capacity", [(1, 1, 1), (4, 4, 16), (3, 2, 1024)])
