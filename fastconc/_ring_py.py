@@ -71,18 +71,13 @@ class _Owner:
             f"(the first thread to {role} owns that side for the ring's lifetime)")
 
 
-class RingBuffer:
-    """Bounded multi-producer multi-consumer ring of objects (fallback: a
-    deque behind a lock).  Never blocks; capacity rounds up to a power of two."""
+class _DequeRing:
+    """What RingBuffer and SpscRingBuffer share: a deque of items and a
+    capacity."""
 
-    __slots__ = ("_capacity", "_items", "_lock", "__weakref__")
-
-    def __init__(self, capacity: int) -> None:
-        if hasattr(self, "_lock"):
-            raise RuntimeError("RingBuffer is already initialised")
-        self._capacity = _ring_size(capacity)
-        self._items: deque[Any] = deque()
-        self._lock = threading.Lock()
+    __slots__ = ("_capacity", "_items", "__weakref__")
+    _capacity: int
+    _items: deque[Any]
 
     def __reduce__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
@@ -91,6 +86,36 @@ class RingBuffer:
     def capacity(self) -> int:
         """Slots in the ring (the requested capacity rounded up to a power of two)."""
         return self._capacity
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def is_empty(self) -> bool:
+        """True when nothing is in the ring (a snapshot)."""
+        return not self._items
+
+    def is_full(self) -> bool:
+        """True when every slot is taken (a snapshot)."""
+        return len(self._items) >= self._capacity
+
+    def __repr__(self) -> str:
+        return f"<fastconc.{type(self).__name__} len={len(self)} capacity={self._capacity}>"
+
+    __class_getitem__: Any = classmethod(types.GenericAlias)
+
+
+class RingBuffer(_DequeRing):
+    """Bounded multi-producer multi-consumer ring of objects (fallback: a
+    deque behind a lock).  Never blocks; capacity rounds up to a power of two."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, capacity: int) -> None:
+        if hasattr(self, "_lock"):
+            raise RuntimeError("RingBuffer is already initialised")
+        self._capacity = _ring_size(capacity)
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
 
     def push(self, item: Any) -> bool:
         """Add item; return False (and keep no reference) if the ring is full."""
@@ -131,30 +156,15 @@ class RingBuffer:
             pass
         return out
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def is_empty(self) -> bool:
-        """True when nothing is in the ring (a snapshot)."""
-        return not self._items
-
-    def is_full(self) -> bool:
-        """True when every slot is taken (a snapshot)."""
-        return len(self._items) >= self._capacity
-
-    def __repr__(self) -> str:
-        return f"<fastconc.RingBuffer len={len(self)} capacity={self._capacity}>"
-
-    __class_getitem__: Any = classmethod(types.GenericAlias)
 
 
-class SpscRingBuffer:
+class SpscRingBuffer(_DequeRing):
     """Single-producer single-consumer ring of objects (fallback: a deque;
     with one producer the room check cannot race).  The first thread that
     pushes is the producer, the first that pops the consumer; other threads
     get RuntimeError."""
 
-    __slots__ = ("_capacity", "_items", "_producer", "_consumer", "__weakref__")
+    __slots__ = ("_producer", "_consumer")
 
     def __init__(self, capacity: int) -> None:
         if hasattr(self, "_items"):
@@ -163,14 +173,6 @@ class SpscRingBuffer:
         self._items: deque[Any] = deque()
         self._producer = _Owner()
         self._consumer = _Owner()
-
-    def __reduce__(self) -> Any:
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    @property
-    def capacity(self) -> int:
-        """Slots in the ring (the requested capacity rounded up to a power of two)."""
-        return self._capacity
 
     def push(self, item: Any) -> bool:
         """Add item (producer thread only); return False if the ring is full."""
@@ -207,21 +209,6 @@ class SpscRingBuffer:
         popleft = self._items.popleft
         return [popleft() for _ in range(min(want, len(self._items)))]
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def is_empty(self) -> bool:
-        """True when nothing is in the ring (a snapshot)."""
-        return not self._items
-
-    def is_full(self) -> bool:
-        """True when every slot is taken (a snapshot)."""
-        return len(self._items) >= self._capacity
-
-    def __repr__(self) -> str:
-        return f"<fastconc.SpscRingBuffer len={len(self)} capacity={self._capacity}>"
-
-    __class_getitem__: Any = classmethod(types.GenericAlias)
 
 
 class TypedRingBuffer:
