@@ -20,7 +20,6 @@ cdef extern from "fc_atomic.h" nogil:
     void fc_size_init(fc_atomic_size *a, size_t x)
     size_t fc_size_load_relaxed(fc_atomic_size *a)
     size_t fc_size_load_acquire(fc_atomic_size *a)
-    void fc_size_store_relaxed(fc_atomic_size *a, size_t x)
     void fc_size_store_release(fc_atomic_size *a, size_t x)
     bint fc_size_cas_weak_relaxed(fc_atomic_size *a, size_t *expected, size_t desired)
 

@@ -181,6 +181,12 @@ cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline void _wake(fc_cond *cv, Py_ssize_t n) noexcept nogil:
+    """Wake up to n sleepers on cv (none: no syscall).  Mutex released."""
+    if n > 0:
+        fc_cond_signal_n(cv, <int>_min(n, 1 << 30))
+
+
 # ---------------------------------------------------------------- shared core
 
 cdef class _BlockingRing:
@@ -257,7 +263,7 @@ cdef class _BlockingRing:
                 wake = _min(moved, self.recv_waiters)
                 moved = 0
                 fc_mutex_unlock(&self.mutex)
-                fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+                _wake(&self.not_empty, wake)
                 fc_mutex_lock(&self.mutex)
                 continue
             moved = 0
@@ -266,8 +272,7 @@ cdef class _BlockingRing:
                 break
         wake = _min(moved, self.recv_waiters)
         fc_mutex_unlock(&self.mutex)
-        if wake:
-            fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+        _wake(&self.not_empty, wake)
         return st
 
     cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
@@ -288,8 +293,7 @@ cdef class _BlockingRing:
                 break
         wake = _min(got[0], self.send_waiters)
         fc_mutex_unlock(&self.mutex)
-        if wake:
-            fc_cond_signal_n(&self.not_full, <int>_min(wake, 1 << 30))
+        _wake(&self.not_full, wake)
         return st
 
     cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
@@ -311,8 +315,7 @@ cdef class _BlockingRing:
             self.unfinished += moved
         wake = _min(moved, self.recv_waiters)
         fc_mutex_unlock(&self.mutex)
-        if wake:
-            fc_cond_signal_n(&self.not_empty, <int>_min(wake, 1 << 30))
+        _wake(&self.not_empty, wake)
         if done[0] == n:
             return ST_OK
         if moved < want:
@@ -344,8 +347,7 @@ cdef class _BlockingRing:
             got[0] = ring_pop_many(&self.ring, out, max_n)
             wake = _min(got[0], self.send_waiters)
             fc_mutex_unlock(&self.mutex)
-            if wake:
-                fc_cond_signal_n(&self.not_full, <int>_min(wake, 1 << 30))
+            _wake(&self.not_full, wake)
             return ST_OK
         closed = self.closed
         fc_mutex_unlock(&self.mutex)

@@ -102,10 +102,10 @@ def contenders(kind: str = "channel") -> list[Contender]:
     return found
 
 
-def _join(t: threading.Thread, c: Contender) -> None:
+def _join(t: threading.Thread, name: str) -> None:
     t.join(JOIN_TIMEOUT)
     if t.is_alive():
-        raise RuntimeError(f"{c.name}: consumer still blocked after {JOIN_TIMEOUT}s")
+        raise RuntimeError(f"{name}: {t.name} still blocked after {JOIN_TIMEOUT}s")
 
 
 def same_thread_pairs(c: Contender, n: int, capacity: int = 1024) -> None:
@@ -133,7 +133,7 @@ def cross_thread(c: Contender, n: int, capacity: int = 1024) -> None:
     t.start()
     for i in range(n):
         send(i)
-    _join(t, c)
+    _join(t, c.name)
     if total[0] != n * (n - 1) // 2:
         raise AssertionError(f"{c.name}: items lost or corrupted")
 
@@ -157,7 +157,7 @@ def cross_thread_batched(c: Contender, n: int, batch: int = 256, capacity: int =
     t.start()
     for chunk in chunks:
         send_many(chunk)
-    _join(t, c)
+    _join(t, c.name)
     if total[0] != n * (n - 1) // 2:
         raise AssertionError(f"{c.name}: items lost or corrupted")
 
@@ -218,9 +218,7 @@ def typed_transfer(ring: Any, src: array.array[Any], dst: array.array[Any],
         pos += k
         if not k:
             _yield()
-    t.join(JOIN_TIMEOUT)
-    if t.is_alive():
-        raise RuntimeError("producer still running")
+    _join(t, "TypedRingBuffer transfer")
 
 
 def simplequeue_transfer(src: array.array[Any], dst: array.array[Any]) -> None:
@@ -239,4 +237,4 @@ def simplequeue_transfer(src: array.array[Any], dst: array.array[Any]) -> None:
     get = q.get
     for i in range(n):
         dst[i] = get()
-    t.join(JOIN_TIMEOUT)
+    _join(t, "SimpleQueue transfer")

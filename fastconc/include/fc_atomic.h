@@ -46,9 +46,6 @@ static inline size_t fc_size_load_relaxed(fc_atomic_size *a) {
 static inline size_t fc_size_load_acquire(fc_atomic_size *a) {
     return atomic_load_explicit(&a->v, memory_order_acquire);
 }
-static inline void fc_size_store_relaxed(fc_atomic_size *a, size_t x) {
-    atomic_store_explicit(&a->v, x, memory_order_relaxed);
-}
 static inline void fc_size_store_release(fc_atomic_size *a, size_t x) {
     atomic_store_explicit(&a->v, x, memory_order_release);
 }
