@@ -59,6 +59,15 @@ def check_exactly_once(received: list[list[tuple[int, int]]], producers: int, n:
             last[p] = i
 
 
+def join_queue(q, timeout: float = JOIN_TIMEOUT) -> None:
+    """q.join() has no timeout parameter (as in queue.Queue): run it in a
+    thread so a bug fails the test instead of hanging it."""
+    t = threading.Thread(target=q.join, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"Queue.join() still blocked after {timeout}s"
+
+
 class Threads:
     """Start threads that all begin together; join them with a timeout and
     re-raise the first exception any of them hit."""

@@ -9,7 +9,7 @@ import threading
 import weakref
 
 import pytest
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, join_queue
 
 from fastconc import ChannelClosed, Empty, Full
 
@@ -100,7 +100,7 @@ def test_task_done_and_join(impl, threads):
     assert done.wait(JOIN_TIMEOUT)
     with pytest.raises(ValueError, match="too many"):
         q.task_done()
-    q.join()  # nothing unfinished: returns at once
+    join_queue(q)  # nothing unfinished: returns at once
 
 
 def test_join_from_many_threads(impl, threads):
@@ -152,7 +152,7 @@ def test_shutdown_immediate_drops_and_marks_done(impl):
     with pytest.raises(ChannelClosed):
         q.get()
     q.task_done()
-    q.join()
+    join_queue(q)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="queue.ShutDown is new in 3.13")

@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import JOIN_TIMEOUT, check_exactly_once, stress_scale
+from conftest import JOIN_TIMEOUT, check_exactly_once, join_queue, stress_scale
 
 from fastconc import ChannelClosed, Empty, Timeout
 
@@ -96,7 +96,7 @@ def test_queue_mpmc_exactly_once_with_join(impl, threads):
     prods = [threads.start(producer, p) for p in range(producers)]
     for t in prods:
         t.join(JOIN_TIMEOUT)
-    q.join()
+    join_queue(q)
     q.shutdown()
     threads.join()
     check_exactly_once(received, producers, n)
