@@ -277,6 +277,7 @@ cdef class RingBuffer:
 
     def __len__(self):
         # head first: tail is read later, so tail >= head for what we saw.
+        # relaxed: a snapshot; head first, so tail >= head for what we saw.
         cdef size_t h = fc_size_load_relaxed(&self.head.v)
         return _used(h, fc_size_load_relaxed(&self.tail.v), self.mask + 1)
 
@@ -304,6 +305,8 @@ cdef int _ring_traverse(RingBuffer self, gc_visit_t visit, void *arg) noexcept:
     cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
     if e or self.cells == NULL:
         return e
+    # acquire: pairs with the release stores of the cells' seq (and orders
+    # our reads after any push/pop that completed before the collection).
     head = fc_size_load_acquire(&self.head.v)
     tail = fc_size_load_acquire(&self.tail.v)
     pos = head
@@ -345,6 +348,8 @@ cdef int _claim(SpscSide *side, str cls, str role) except -1:
     A plain relaxed load on the hot path (no read-modify-write); the CAS runs
     once, for the first call."""
     cdef uintptr_t me = fc_thread_id()
+    # relaxed: the owner word guards no other data; only equality matters,
+    # and the CAS below decides races between first users.
     cdef uintptr_t owner = fc_uptr_load_relaxed(&side.owner)
     if owner == me:
         return 0
@@ -384,6 +389,7 @@ cdef class SpscRingBuffer:
         cdef size_t pos, tail
         if self.slots == NULL:
             return
+        # relaxed: dealloc runs with no other reference to the ring left.
         tail = fc_size_load_relaxed(&self.prod.index)
         pos = fc_size_load_relaxed(&self.cons.index)
         while pos != tail:
@@ -433,6 +439,7 @@ cdef class SpscRingBuffer:
         # after that, and the loop below runs no Python code.
         if type(items) is not list and type(items) is not tuple:
             items = list(items)
+        # relaxed: only this (producer) thread writes the producer index.
         tail = fc_size_load_relaxed(&self.prod.index)
         start = tail
         for item in items:
@@ -479,6 +486,7 @@ cdef class SpscRingBuffer:
         cdef size_t head, i, n, avail
         cdef list out
         _claim(&self.cons, "SpscRingBuffer", "pop")
+        # relaxed: only this (consumer) thread writes the consumer index.
         n = self._available(fc_size_load_relaxed(&self.cons.index), want)
         if <size_t>want < n:
             n = want
@@ -497,6 +505,7 @@ cdef class SpscRingBuffer:
         return out
 
     def __len__(self):
+        # relaxed: a snapshot, read as in RingBuffer.__len__.
         cdef size_t h = fc_size_load_relaxed(&self.cons.index)
         return _used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
 
@@ -519,6 +528,7 @@ cdef int _spsc_traverse(SpscRingBuffer self, gc_visit_t visit, void *arg) noexce
     cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
     if e or self.slots == NULL:
         return e
+    # acquire on the producer index: the slots it published are visible.
     pos = fc_size_load_acquire(&self.cons.index)
     tail = fc_size_load_acquire(&self.prod.index)
     while pos != tail:
@@ -536,6 +546,8 @@ cdef int _spsc_clear(SpscRingBuffer self) noexcept:
     cdef PyObject *p
     if self.slots == NULL:
         return 0
+    # acquire: the slots the producer published are visible; relaxed for our
+    # own (consumer) index.
     tail = fc_size_load_acquire(&self.prod.index)
     pos = fc_size_load_relaxed(&self.cons.index)
     self.cons.cache = tail
