@@ -18,7 +18,7 @@ NO_EXTENSIONS = bool(os.environ.get("FASTCONC_NO_EXTENSIONS")) or (
 REQUIRE_EXTENSIONS = bool(os.environ.get("FASTCONC_REQUIRE_EXTENSIONS"))
 
 # One extension per compiled module; each includes the shared headers.
-MODULES = ["_channel_c", "_ring_c"]
+MODULES = ["_channel_c", "_pool_c", "_ring_c"]
 
 FALLBACK_WARNING = """
 ********************************************************************************

@@ -19,6 +19,7 @@ from fastconc.errors import (
     Deadlock,
     Empty,
     Full,
+    PoolClosed,
     ResourceUnavailable,
     Timeout,
 )
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from fastconc._channel_c import Channel, Queue
+    from fastconc._pool_c import WorkStealingDeque, WorkStealingPool
     from fastconc._ring_c import RingBuffer, SpscRingBuffer, TypedRingBuffer
 else:
     Channel = selected.Channel
@@ -34,6 +36,10 @@ else:
     RingBuffer = selected.RingBuffer
     SpscRingBuffer = selected.SpscRingBuffer
     TypedRingBuffer = selected.TypedRingBuffer
+    WorkStealingDeque = selected.WorkStealingDeque
+    WorkStealingPool = selected.WorkStealingPool
+
+from fastconc._executor import PoolStats, WorkerStats
 
 __all__ = [
     "IMPLEMENTATION",
@@ -45,12 +51,17 @@ __all__ = [
     "Deadlock",
     "Empty",
     "Full",
+    "PoolClosed",
+    "PoolStats",
     "Queue",
     "ResourceUnavailable",
     "RingBuffer",
     "SpscRingBuffer",
     "Timeout",
     "TypedRingBuffer",
+    "WorkStealingDeque",
+    "WorkStealingPool",
+    "WorkerStats",
     "__version__",
     "get_include",
     "implementations",

@@ -14,6 +14,20 @@ from libc.stdint cimport int64_t
 from fastconc._sync cimport fc_cond, fc_mutex
 
 
+# Results of _send / _recv and their nogil slow paths.
+cdef enum:
+    ST_OK = 0
+    ST_TIMEOUT
+    ST_CLOSED
+    ST_SIGNALS
+    ST_NOMEM
+
+
+# None -> -1 (wait forever); otherwise a validated absolute deadline in
+# monotonic nanoseconds.  Shared with the pool (fastconc._pool_c).
+cdef int64_t _deadline(object timeout) except -2
+
+
 cdef struct ObjRing:
     # FIFO of owned references; storage doubles on demand up to max_slots.
     PyObject **slots

@@ -43,14 +43,6 @@ cdef extern from "Python.h":
     void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
 
 
-# Results of the nogil slow paths.
-cdef enum:
-    ST_OK = 0
-    ST_TIMEOUT
-    ST_CLOSED
-    ST_SIGNALS
-    ST_NOMEM
-
 # Deadlines are monotonic nanoseconds; these two are special.
 cdef int64_t FOREVER = -1
 cdef int64_t NO_WAIT = 0

@@ -21,7 +21,15 @@ NO_EXTENSIONS = bool(os.environ.get("FASTCONC_NO_EXTENSIONS")) or (
 REQUIRE_EXTENSIONS = bool(os.environ.get("FASTCONC_REQUIRE_EXTENSIONS"))
 
 # Public name -> attribute, per backend module.  Later primitives add rows.
-_PUBLIC_NAMES = ("Channel", "Queue", "RingBuffer", "SpscRingBuffer", "TypedRingBuffer")
+_PUBLIC_NAMES = (
+    "Channel",
+    "Queue",
+    "RingBuffer",
+    "SpscRingBuffer",
+    "TypedRingBuffer",
+    "WorkStealingDeque",
+    "WorkStealingPool",
+)
 
 
 def _namespace(name: str, *modules: types.ModuleType) -> types.SimpleNamespace:
@@ -35,17 +43,17 @@ def _namespace(name: str, *modules: types.ModuleType) -> types.SimpleNamespace:
 
 def load_python() -> types.SimpleNamespace:
     """The pure-Python backend."""
-    from fastconc import _channel_py, _ring_py
+    from fastconc import _channel_py, _pool_py, _ring_py
 
-    return _namespace("python", _channel_py, _ring_py)
+    return _namespace("python", _channel_py, _ring_py, _pool_py)
 
 
 def load_cython() -> types.SimpleNamespace:
     """The compiled backend, imported directly: raises ImportError if it was
     not built, so a broken build can never pass for the fallback."""
-    from fastconc import _channel_c, _ring_c
+    from fastconc import _channel_c, _pool_c, _ring_c
 
-    return _namespace("cython", _channel_c, _ring_c)
+    return _namespace("cython", _channel_c, _ring_c, _pool_c)
 
 
 def implementations() -> dict[str, types.SimpleNamespace]:

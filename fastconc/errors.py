@@ -18,6 +18,7 @@ __all__ = [
     "Deadlock",
     "Empty",
     "Full",
+    "PoolClosed",
     "ResourceUnavailable",
     "Timeout",
 ]
@@ -48,6 +49,11 @@ class Empty(ConcurrencyError, queue.Empty):
 
 class Full(ConcurrencyError, queue.Full):
     """No room right now.  Also a :class:`queue.Full`."""
+
+
+class PoolClosed(ConcurrencyError, RuntimeError):
+    """The pool was shut down and takes no new work.  A :class:`RuntimeError`,
+    as :mod:`concurrent.futures` raises after ``shutdown()``."""
 
 
 class ResourceUnavailable(Timeout):

@@ -55,6 +55,70 @@ static inline int fc_size_cas_weak_relaxed(fc_atomic_size *a, size_t *expected, 
                                                  memory_order_relaxed, memory_order_relaxed);
 }
 
+/* Single-writer counters (a worker's statistics): the owner adds with a
+ * relaxed load + store, other threads read relaxed for a snapshot. */
+static inline void fc_size_store_relaxed(fc_atomic_size *a, size_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+static inline size_t fc_size_load_seq_cst(fc_atomic_size *a) {
+    return atomic_load_explicit(&a->v, memory_order_seq_cst);
+}
+static inline size_t fc_size_fetch_add_seq_cst(fc_atomic_size *a, size_t x) {
+    return atomic_fetch_add_explicit(&a->v, x, memory_order_seq_cst);
+}
+static inline size_t fc_size_fetch_sub_seq_cst(fc_atomic_size *a, size_t x) {
+    return atomic_fetch_sub_explicit(&a->v, x, memory_order_seq_cst);
+}
+
+/* Chase-Lev deque indices: signed 64-bit, as in Le et al. 2013, so that
+ * `bottom - 1` below `top` reads as "empty" instead of wrapping. */
+typedef struct { _Atomic int64_t v; } fc_atomic_i64;
+typedef struct { fc_atomic_i64 v; char pad[128 - sizeof(fc_atomic_i64)]; } fc_padded_i64;
+
+static inline void fc_i64_init(fc_atomic_i64 *a, int64_t x) { atomic_init(&a->v, x); }
+static inline int64_t fc_i64_load_relaxed(fc_atomic_i64 *a) {
+    return atomic_load_explicit(&a->v, memory_order_relaxed);
+}
+static inline int64_t fc_i64_load_acquire(fc_atomic_i64 *a) {
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline int64_t fc_i64_load_seq_cst(fc_atomic_i64 *a) {
+    return atomic_load_explicit(&a->v, memory_order_seq_cst);
+}
+static inline void fc_i64_store_relaxed(fc_atomic_i64 *a, int64_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+/* Strong CAS, seq_cst on success, relaxed on failure (the paper's take/steal
+ * CAS on top); on failure *expected gets the current value. */
+static inline int fc_i64_cas_strong_seq_cst(fc_atomic_i64 *a, int64_t *expected, int64_t desired) {
+    return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
+                                                   memory_order_seq_cst, memory_order_relaxed);
+}
+static inline int64_t fc_i64_fetch_add_seq_cst(fc_atomic_i64 *a, int64_t x) {
+    return atomic_fetch_add_explicit(&a->v, x, memory_order_seq_cst);
+}
+
+/* Pointer words: the deque's current array and its slots. */
+typedef struct { _Atomic(void *) v; } fc_atomic_ptr;
+
+static inline void fc_ptr_init(fc_atomic_ptr *a, void *x) { atomic_init(&a->v, x); }
+static inline void *fc_ptr_load_relaxed(fc_atomic_ptr *a) {
+    return atomic_load_explicit(&a->v, memory_order_relaxed);
+}
+static inline void *fc_ptr_load_acquire(fc_atomic_ptr *a) {
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void fc_ptr_store_relaxed(fc_atomic_ptr *a, void *x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+static inline void fc_ptr_store_release(fc_atomic_ptr *a, void *x) {
+    atomic_store_explicit(&a->v, x, memory_order_release);
+}
+
+/* Stand-alone fences (Le et al. place them between plain-ordered accesses). */
+static inline void fc_fence_release(void) { atomic_thread_fence(memory_order_release); }
+static inline void fc_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+
 /* A word padded to its own 128 bytes: the producer's and the consumer's hot
  * indices must not share a cache line (crossbeam's CachePadded uses 128 on
  * x86-64 and aarch64, where the adjacent-line prefetcher pairs lines). */

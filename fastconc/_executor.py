@@ -1,0 +1,378 @@
+"""The :class:`concurrent.futures.Executor` surface of WorkStealingPool,
+written once for both backends.
+
+A backend supplies the core (``_pool_c._PoolCore`` or ``_pool_py._PoolCore``):
+the workers' deques, the injector, parking and the task loop.  This module
+turns a core into an Executor that keeps ThreadPoolExecutor's promises
+(futures, map's ordering and timeout, shutdown, initializer, interpreter
+exit), so code can swap one for the other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from concurrent.futures import _base as _futures_base
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from fastconc.errors import PoolClosed
+
+__all__ = [
+    "PoolExecutor",
+    "PoolFuture",
+    "PoolStats",
+    "WorkerStats",
+    "abandon_future",
+    "fresh_error",
+    "report_error",
+    "unraisable",
+]
+
+T = TypeVar("T")
+
+# Largest chunk map() picks by itself: big enough to amortise a task,
+# small enough that the first results stream out early.
+_MAX_AUTO_CHUNK = 1024
+
+
+class _Core(Protocol):
+    """What a backend's _PoolCore provides (see _pool_c.pyx / _pool_py.py)."""
+
+    max_workers: int
+
+    def __init__(self, nworkers: int, error_handler: Callable[[BaseException], object] | None,
+                 ) -> None: ...
+    def execute(self, fn: Callable[..., object], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> None: ...
+    def submit(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> None: ...
+    def submit_batch(self, future: Future[Any], fn: Callable[..., object],
+                     items: list[tuple[Any, ...]]) -> None: ...
+    def run(self, index: int) -> None: ...
+    def owns_current_thread(self) -> bool: ...
+    def help_until(self, future: Future[Any], timeout: float | None) -> None: ...
+    def join(self, timeout: float | None) -> bool: ...
+    def close(self, error: BaseException, cancel_futures: bool,
+              fail_with: BaseException | None = None) -> None: ...
+    def stats(self) -> tuple[list[tuple[int, int, int]], int]: ...
+
+
+class WorkerStats(NamedTuple):
+    """Counters of one worker thread."""
+
+    name: str
+    executed: int  # tasks run (including those run while helping)
+    steals: int  # tasks taken from another worker's deque
+    parks: int  # times it went to sleep for lack of work
+
+
+class PoolStats(NamedTuple):
+    """A snapshot of :meth:`WorkStealingPool.stats`."""
+
+    workers: tuple[WorkerStats, ...]
+    executed: int
+    steals: int
+    parks: int
+    pending: int  # tasks queued or running
+
+
+class PoolFuture(Future[T]):
+    """A :class:`concurrent.futures.Future` that knows its pool: a worker of
+    that pool waiting in :meth:`result` or :meth:`exception` runs other queued
+    tasks meanwhile, so fork-join recursion never starves the pool."""
+
+    def __init__(self, core: _Core) -> None:
+        super().__init__()
+        self._core = core
+
+    def _help(self, timeout: float | None) -> float | None:
+        if self.done() or not self._core.owns_current_thread():
+            return timeout
+        if timeout is not None and timeout < 0:
+            timeout = 0
+        self._core.help_until(self, timeout)
+        # Done, or out of time: the base class answers at once either way.
+        return 0
+
+    def result(self, timeout: float | None = None) -> T:
+        return super().result(self._help(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._help(timeout))
+
+
+# ---------------------------------------------------------------- shared by both cores
+# (slow paths only: errors, cancellation)
+
+def report_error(handler: Callable[[BaseException], object] | None, exc: BaseException) -> None:
+    """An exception from an execute() task: to the pool's error handler, or
+    reported as threading.excepthook reports an uncaught thread exception.
+    Never raises: a task's failure must not stop its worker."""
+    try:
+        if handler is not None:
+            try:
+                handler(exc)
+                return
+            except BaseException as handler_exc:
+                exc = handler_exc
+        threading.excepthook(threading.ExceptHookArgs(  # type: ignore[call-arg]
+            [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+    except BaseException as last:
+        unraisable(last, "reporting a WorkStealingPool task error")
+
+
+def abandon_future(future: Future[Any], error: BaseException | None) -> None:
+    """A queued task will not run: cancel its future, or fail it with error."""
+    try:
+        if error is None:
+            future.cancel()
+        elif future.set_running_or_notify_cancel():
+            future.set_exception(error)
+    except BaseException as exc:
+        unraisable(exc, "closing a WorkStealingPool")
+
+
+def fresh_error(error: BaseException) -> BaseException:
+    """A new instance each time: re-raising one would pile up tracebacks."""
+    return type(error)(*error.args)
+
+
+class _UnraisableArgs(NamedTuple):
+    exc_type: type[BaseException]
+    exc_value: BaseException
+    exc_traceback: Any
+    err_msg: str
+    object: object
+
+
+def unraisable(exc: BaseException, where: str) -> None:
+    """Report an error nobody can catch, as CPython does (sys.unraisablehook)."""
+    sys.unraisablehook(_UnraisableArgs(type(exc), exc, exc.__traceback__, where, None))
+
+
+# Pools still running, closed at interpreter exit before threading joins the
+# (non-daemon) worker threads, as concurrent.futures.thread does.
+_live: weakref.WeakSet[PoolExecutor] = weakref.WeakSet()
+_exiting = False
+
+
+def _python_exit() -> None:
+    global _exiting
+    _exiting = True
+    pools = list(_live)
+    for pool in pools:
+        pool._core.close(PoolClosed("cannot schedule new futures after interpreter shutdown"),
+                         False)
+    for pool in pools:
+        for t in pool._threads:
+            t.join()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _default_workers() -> int:
+    count = getattr(os, "process_cpu_count", None)
+    if count is not None:
+        return count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _worker(core: _Core, index: int, initializer: Callable[..., object] | None,
+            initargs: tuple[Any, ...]) -> None:
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            _futures_base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            broken = BrokenThreadPool(
+                "A thread initializer failed, the thread pool is not usable anymore")
+            core.close(broken, True, broken)
+            return
+    core.run(index)
+
+
+class PoolExecutor(Executor):
+    """A work-stealing thread pool; a drop-in :class:`concurrent.futures.Executor`.
+
+    ``WorkStealingPool(max_workers=None, *, thread_name_prefix="",
+    initializer=None, initargs=(), error_handler=None)``
+
+    Each worker thread owns a Chase-Lev deque.  Work submitted from outside
+    goes to a shared injector queue; work submitted by a task goes to its own
+    worker's deque.  An idle worker pops its deque, then takes a batch from
+    the injector, then steals from another worker, then sleeps (no CPU use)
+    until work arrives.
+
+    * ``submit``/``map``/``shutdown``/``with`` behave as in
+      :class:`~concurrent.futures.ThreadPoolExecutor`; futures are real
+      :class:`~concurrent.futures.Future` objects.
+    * A worker that waits on a future of its own pool (``result()`` or
+      ``exception()``) runs other queued tasks meanwhile, so recursive
+      fork-join completes with any number of workers.
+    * ``execute(fn, *args, **kwargs)``: fire-and-forget, no Future; its
+      exceptions go to ``error_handler(exc)`` (default: reported like
+      :func:`threading.excepthook`) and never stop a worker.
+    * ``join(timeout=None)``: wait until no task is queued or running.
+    * ``map(..., chunksize=None)`` runs items in chunks (picked from the
+      number of items and workers when not given).
+    * ``stats()``: tasks executed, steals and parks, per worker.
+
+    ``max_workers`` defaults to the number of CPUs this process may use.
+    Workers are ordinary :class:`threading.Thread` objects, started at
+    construction; the initializer runs in each before its first task, and if
+    it raises, the pool becomes broken (:class:`BrokenThreadPool`), as with
+    ThreadPoolExecutor.
+    """
+
+    _core_type: Callable[..., _Core]
+    _counter = itertools.count().__next__
+
+    def __init__(self, max_workers: int | None = None, *, thread_name_prefix: str = "",
+                 initializer: Callable[..., object] | None = None,
+                 initargs: tuple[Any, ...] = (),
+                 error_handler: Callable[[BaseException], object] | None = None) -> None:
+        if max_workers is None:
+            max_workers = _default_workers()
+        elif isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int or None, not {type(max_workers).__name__}")
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if error_handler is not None and not callable(error_handler):
+            raise TypeError("error_handler must be a callable or None")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError("thread_name_prefix must be a str")
+        initargs = tuple(initargs)
+        if _exiting:
+            raise RuntimeError("cannot create a pool after interpreter shutdown started")
+        self._core = self._core_type(max_workers, error_handler)
+        self._shutdown_lock = threading.Lock()
+        self._shutdown = False
+        prefix = thread_name_prefix or f"WorkStealingPool-{self._counter()}"
+        self._threads = tuple(
+            threading.Thread(target=_worker, name=f"{prefix}_{i}",
+                             args=(self._core, i, initializer, initargs))
+            for i in range(max_workers))
+        for t in self._threads:
+            t.start()
+        _live.add(self)
+        # A pool dropped without shutdown() still lets its workers finish
+        # and exit: they hold only the core, never the pool.
+        weakref.finalize(self, self._core.close,
+                         PoolClosed("cannot schedule new futures after shutdown"), False)
+
+    @property
+    def max_workers(self) -> int:
+        """Number of worker threads."""
+        return len(self._threads)
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)``; returns its Future."""
+        future: PoolFuture[T] = PoolFuture(self._core)
+        self._core.submit(future, fn, args, kwargs)
+        return future
+
+    def execute(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
+        """Schedule ``fn(*args, **kwargs)`` without a Future (cheaper).  Its
+        exceptions go to the pool's error handler."""
+        self._core.execute(fn, args, kwargs)
+
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int | None = None) -> Iterator[T]:
+        """Like :meth:`Executor.map`: results in input order, ``timeout``
+        counted from this call, the iterables read at once.  Items run in
+        chunks of ``chunksize`` (default: chosen from the item and worker
+        counts); the iterator raises the first exception at its position."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        if chunksize is not None:
+            if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+                raise TypeError(f"chunksize must be an int or None, not {type(chunksize).__name__}")
+            if chunksize < 1:
+                raise ValueError("chunksize must be >= 1")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        items = list(zip(*iterables))
+        size = chunksize or max(1, min(_MAX_AUTO_CHUNK, len(items) // (4 * self.max_workers)))
+        futures: list[PoolFuture[tuple[list[T], BaseException | None]]] = []
+        try:
+            for start in range(0, len(items), size):
+                future: PoolFuture[tuple[list[T], BaseException | None]] = PoolFuture(self._core)
+                self._core.submit_batch(future, fn, items[start:start + size])
+                futures.append(future)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return self._results(futures, end_time)
+
+    @staticmethod
+    def _results(futures: list[PoolFuture[tuple[list[T], BaseException | None]]],
+                 end_time: float | None) -> Iterator[T]:
+        # Yielding from a separate generator keeps map() eager, as Executor.map is.
+        futures.reverse()
+        try:
+            while futures:
+                future = futures.pop()
+                try:
+                    if end_time is None:
+                        values, failure = future.result()
+                    else:
+                        values, failure = future.result(end_time - time.monotonic())
+                finally:
+                    future.cancel()
+                    del future
+                yield from values
+                if failure is not None:
+                    try:
+                        raise failure
+                    finally:
+                        failure = None
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every task queued so far (and any queued meanwhile) has
+        finished.  True when the pool went idle, False on timeout.  Raises
+        :class:`fastconc.Deadlock` from one of the pool's own workers."""
+        return self._core.join(timeout)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no new work.  Queued tasks still run unless ``cancel_futures``
+        (their futures are cancelled, their execute() calls dropped).
+        ``wait``: return once every worker thread has exited."""
+        with self._shutdown_lock:
+            self._shutdown = True
+            self._core.close(PoolClosed("cannot schedule new futures after shutdown"),
+                             cancel_futures)
+        if wait:
+            me = threading.current_thread()
+            for t in self._threads:
+                if t is not me:
+                    t.join()
+
+    def stats(self) -> PoolStats:
+        """Per-worker counters and the number of tasks queued or running."""
+        per_worker, pending = self._core.stats()
+        workers = tuple(WorkerStats(t.name, *counts)
+                        for t, counts in zip(self._threads, per_worker))
+        return PoolStats(workers, sum(w.executed for w in workers),
+                         sum(w.steals for w in workers), sum(w.parks for w in workers), pending)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else "running"
+        return f"<{type(self).__name__} max_workers={self.max_workers} {state}>"

@@ -1,0 +1,92 @@
+# C-level layout of the compiled work-stealing deque and pool.
+#
+# Deque: Chase & Lev's growable circular deque with the C11 memory orders of
+# Le, Pop, Cohen & Zappa Nardelli, "Correct and Efficient Work-Stealing for
+# Weak Memory Models" (PPoPP 2013), figure 1.  The owner pushes and takes at
+# `bottom`; thieves CAS `top`.  Live items are slots [top, bottom) of `array`,
+# each an owned reference.  A grown-out array stays allocated (linked through
+# `older`) until the deque is freed: a thief that loaded the old pointer may
+# still read a slot from it.
+#
+# Pool: each worker owns a Deque; other threads submit into `injector` (a
+# compiled Channel, so a mutex-protected FIFO whose close is atomic with
+# sends).  Idle workers park on `sleep_cond`; see _PoolCore.park for the
+# protocol.  Locking rule, as in _channel_c: a thread holding `sleep_mutex` or
+# `join_mutex` never takes the GIL nor calls into Python.
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t, uint64_t
+
+from fastconc._atomic cimport fc_atomic_i64, fc_atomic_ptr, fc_atomic_size, fc_atomic_uptr, fc_padded_i64
+from fastconc._channel_c cimport Channel
+from fastconc._sync cimport fc_cond, fc_mutex
+
+
+cdef struct DequeArray:
+    int64_t mask              # slots - 1; slots is a power of two
+    fc_atomic_ptr *slots      # PyObject *, indexed by position & mask
+    DequeArray *older         # the array this one replaced, or NULL
+
+
+cdef struct Deque:
+    fc_padded_i64 top         # next position to steal; only ever grows (CAS)
+    fc_padded_i64 bottom      # next position to push; written by the owner only
+    fc_atomic_ptr array       # DequeArray *, replaced by the owner on growth
+
+
+cdef class WorkStealingDeque:
+    cdef Deque deque
+    cdef fc_atomic_uptr owner          # thread id of the owner, 0 until the first push/pop
+    cdef bint initialised
+    cdef object __weakref__
+
+    cdef int _claim(self) except -1
+
+
+cdef class _PoolCore
+
+
+cdef class _Worker:
+    cdef Deque deque
+    cdef _PoolCore core
+    cdef Py_ssize_t index
+    cdef uint64_t rng                  # xorshift state for picking victims
+    # Statistics: written by this worker only (relaxed load + store), read by
+    # stats() from any thread.
+    cdef fc_atomic_size executed
+    cdef fc_atomic_size steals
+    cdef fc_atomic_size parks
+    cdef bint initialised
+
+
+cdef class _PoolCore:
+    cdef tuple workers                 # of _Worker, fixed at creation
+    cdef Py_ssize_t nworkers
+    cdef Channel injector              # submissions from outside the pool
+    # Parking (see park()): sleepers is read without the mutex by publishers;
+    # epoch changes under sleep_mutex whenever a parked worker should look again.
+    cdef fc_mutex sleep_mutex
+    cdef fc_cond sleep_cond
+    cdef fc_atomic_size sleepers
+    cdef fc_atomic_size epoch
+    # join(): tasks queued or running; join_waiters sleep on join_cond.
+    cdef fc_atomic_i64 pending
+    cdef fc_mutex join_mutex
+    cdef fc_cond join_cond
+    cdef fc_atomic_size join_waiters
+    # Closing: closed_error is written once, before closed is set (release).
+    cdef fc_atomic_size closed
+    cdef object closed_error
+    cdef object error_handler
+    cdef bint initialised
+    cdef object __weakref__
+
+    cdef _Worker _current(self)
+    cdef int _push(self, object task) except -1
+    cdef void _wake_one(self) noexcept nogil
+    cdef void _wake_all(self) noexcept nogil
+    cdef PyObject *_find(self, _Worker w) except? NULL
+    cdef int _run(self, _Worker w, PyObject *x) except -1
+    cdef void _task_done(self) noexcept
+    cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1
+    cdef void report(self, object exc) noexcept
+    cdef void _abandon(self, PyObject *x, object error) noexcept

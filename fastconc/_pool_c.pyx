@@ -1,0 +1,892 @@
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False
+# cython: boundscheck=False, wraparound=False
+"""Compiled backend of WorkStealingDeque and WorkStealingPool.
+
+The deque is Chase-Lev with the memory orders of Le et al. 2013; the pool
+runs one deque per worker, a shared injector for outside submissions and a
+park/wake protocol modelled on rayon's (announce, re-check, sleep on an
+epoch).  The Executor surface itself is written once, in fastconc._executor;
+this module supplies its core.  Layout and invariants: _pool_c.pxd.
+"""
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+
+from fastconc._atomic cimport (
+    fc_fence_release,
+    fc_fence_seq_cst,
+    fc_i64_cas_strong_seq_cst,
+    fc_i64_fetch_add_seq_cst,
+    fc_i64_init,
+    fc_i64_load_acquire,
+    fc_i64_load_relaxed,
+    fc_i64_load_seq_cst,
+    fc_i64_store_relaxed,
+    fc_ptr_init,
+    fc_ptr_load_acquire,
+    fc_ptr_load_relaxed,
+    fc_ptr_store_relaxed,
+    fc_ptr_store_release,
+    fc_size_fetch_add_seq_cst,
+    fc_size_fetch_sub_seq_cst,
+    fc_size_init,
+    fc_size_load_acquire,
+    fc_size_load_relaxed,
+    fc_size_load_seq_cst,
+    fc_size_store_relaxed,
+    fc_size_store_release,
+    fc_uptr_cas_strong_relaxed,
+    fc_uptr_init,
+    fc_uptr_load_relaxed,
+)
+from fastconc._channel_c cimport ST_CLOSED, ST_NOMEM, ST_OK, ST_SIGNALS, Channel, _deadline
+from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._sync cimport (
+    FC_WAIT_CHECK_SIGNALS,
+    fc_cond_broadcast,
+    fc_cond_destroy,
+    fc_cond_init,
+    fc_cond_signal_n,
+    fc_cond_wait,
+    fc_monotonic_ns,
+    fc_mutex_destroy,
+    fc_mutex_init,
+    fc_mutex_lock,
+    fc_mutex_unlock,
+    fc_thread_id,
+)
+
+from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
+from fastconc.errors import Deadlock, Empty
+
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define FC_THREAD_LOCAL __declspec(thread)
+    #else
+    #define FC_THREAD_LOCAL _Thread_local
+    #endif
+    /* The _Worker the calling thread is, or NULL: lets submit() find the
+     * worker's own deque without a Python-level thread-local lookup. */
+    static FC_THREAD_LOCAL void *fc_current_worker = NULL;
+    """
+    void *fc_current_worker
+
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+
+cdef enum:
+    # First array of a deque; at least INJECTOR_BATCH so a batch taken from
+    # the injector into an empty deque never needs to grow it.
+    DEQUE_FIRST_SLOTS = 64
+    # Most tasks a worker moves from the injector at once (it runs one and
+    # leaves the rest in its deque, where idle workers can steal them).
+    INJECTOR_BATCH = 32
+    # Lost CAS races tolerated per victim before trying the next one.
+    STEAL_RETRIES = 4
+
+cdef int64_t FOREVER = -1
+
+# park() outcomes.
+cdef enum:
+    PARK_FOUND        # *out holds a task
+    PARK_WOKEN        # something changed: search again
+    PARK_CLOSED       # pool closed and nothing left to do: the worker exits
+    PARK_DONE         # the awaited future is done
+    PARK_TIMEOUT
+
+
+# ---------------------------------------------------------------- Chase-Lev deque
+
+cdef DequeArray *array_new(int64_t slots) noexcept nogil:
+    cdef DequeArray *a
+    if slots <= 0 or <size_t>slots > (PY_SSIZE_T_MAX - sizeof(DequeArray)) // sizeof(fc_atomic_ptr):
+        return NULL
+    # libc malloc: called without the GIL attached on the growth path.
+    a = <DequeArray *>malloc(sizeof(DequeArray) + <size_t>slots * sizeof(fc_atomic_ptr))
+    if a == NULL:
+        return NULL
+    a.mask = slots - 1
+    a.slots = <fc_atomic_ptr *>(a + 1)
+    a.older = NULL
+    return a
+
+
+cdef int deque_init(Deque *d) noexcept nogil:
+    cdef DequeArray *a = array_new(DEQUE_FIRST_SLOTS)
+    if a == NULL:
+        return -1
+    fc_i64_init(&d.top.v, 0)
+    fc_i64_init(&d.bottom.v, 0)
+    fc_ptr_init(&d.array, a)
+    return 0
+
+
+cdef DequeArray *deque_grow(Deque *d, DequeArray *a, int64_t t, int64_t b) noexcept nogil:
+    """Owner only: copy the live slots [t, b) into an array twice the size."""
+    cdef DequeArray *bigger = array_new(2 * (a.mask + 1))
+    cdef int64_t i
+    if bigger == NULL:
+        return NULL
+    for i in range(t, b):
+        # relaxed: the owner is the only writer of these slots, and the new
+        # array is published by the release store below.
+        fc_ptr_store_relaxed(&bigger.slots[i & bigger.mask],
+                             fc_ptr_load_relaxed(&a.slots[i & a.mask]))
+    bigger.older = a
+    # release: a thief that acquires the new array pointer sees the copied
+    # slots (crossbeam-deque's Worker::resize swaps the buffer with Release).
+    fc_ptr_store_release(&d.array, bigger)
+    return bigger
+
+
+cdef int deque_push(Deque *d, PyObject *x) noexcept nogil:
+    """Owner only.  Stores an owned reference; -1 when out of memory."""
+    # relaxed: bottom is written by this thread only (Le et al., push).
+    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v)
+    # acquire: pairs with the thieves' CAS on top, so the slots they have
+    # emptied may be reused (Le et al., push: load_acquire(&q->top)).
+    cdef int64_t t = fc_i64_load_acquire(&d.top.v)
+    # relaxed: the array pointer is replaced by this thread only.
+    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
+    if b - t > a.mask:
+        a = deque_grow(d, a, t, b)
+        if a == NULL:
+            return -1
+    # relaxed slot store, published by the release fence + bottom store below.
+    fc_ptr_store_relaxed(&a.slots[b & a.mask], x)
+    # release fence: the slot write happens-before any thief's acquire load
+    # of the new bottom (Le et al., push: thread_fence(release)).
+    fc_fence_release()
+    # relaxed: ordered by the fence above.
+    fc_i64_store_relaxed(&d.bottom.v, b + 1)
+    return 0
+
+
+cdef PyObject *deque_take(Deque *d) noexcept nogil:
+    """Owner only: the newest item (an owned reference), or NULL if empty."""
+    # relaxed: bottom and array are written by this thread only (Le et al., take).
+    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v) - 1
+    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
+    cdef int64_t t
+    cdef PyObject *x = NULL
+    # relaxed store, then a seq_cst fence: the reservation of slot b must be
+    # ordered before the read of top, against a thief's read of top then
+    # bottom (the store-load pair only a full fence orders; Le et al., take).
+    fc_i64_store_relaxed(&d.bottom.v, b)
+    fc_fence_seq_cst()
+    # relaxed: ordered by the fence above.
+    t = fc_i64_load_relaxed(&d.top.v)
+    if t <= b:
+        # relaxed: this slot was written by this thread.
+        x = <PyObject *>fc_ptr_load_relaxed(&a.slots[b & a.mask])
+        if t == b:
+            # The last item: race the thieves for it with a seq_cst CAS on top
+            # (Le et al., take); losing means a thief owns it now.
+            if not fc_i64_cas_strong_seq_cst(&d.top.v, &t, t + 1):
+                x = NULL
+            # relaxed: restores bottom == top (empty) for this thread's next op.
+            fc_i64_store_relaxed(&d.bottom.v, b + 1)
+    else:
+        # Was already empty: undo the reservation (relaxed, owner-only word).
+        fc_i64_store_relaxed(&d.bottom.v, b + 1)
+    return x
+
+
+cdef PyObject *deque_steal(Deque *d, bint *lost) noexcept nogil:
+    """Any thread: the oldest item (owned reference), or NULL.  *lost is set
+    when another thread won the race for it (the caller may retry)."""
+    cdef int64_t t, b
+    cdef DequeArray *a
+    cdef PyObject *x
+    lost[0] = False
+    # acquire load of top, seq_cst fence, acquire load of bottom (Le et al.,
+    # steal): the fence orders our read of top before bottom against the
+    # owner's store of bottom before its read of top in take().
+    t = fc_i64_load_acquire(&d.top.v)
+    fc_fence_seq_cst()
+    b = fc_i64_load_acquire(&d.bottom.v)
+    if t >= b:
+        return NULL
+    # acquire (the paper's consume): pairs with the release store in
+    # deque_grow, so the slots of a new array are visible.  An old array is
+    # never freed before the deque, so reading one late is harmless.
+    a = <DequeArray *>fc_ptr_load_acquire(&d.array)
+    # relaxed: the acquire of bottom made this slot's store visible.
+    x = <PyObject *>fc_ptr_load_relaxed(&a.slots[t & a.mask])
+    # seq_cst CAS on top (Le et al., steal): only its success makes x ours;
+    # a failure means the owner or another thief took position t.
+    if not fc_i64_cas_strong_seq_cst(&d.top.v, &t, t + 1):
+        lost[0] = True
+        return NULL
+    return x
+
+
+cdef PyObject *deque_steal_retrying(Deque *d, Py_ssize_t retries) noexcept nogil:
+    """deque_steal, retrying lost races up to `retries` times."""
+    cdef bint lost = True
+    cdef PyObject *x = NULL
+    while lost and retries >= 0:
+        x = deque_steal(d, &lost)
+        retries -= 1
+    return x
+
+
+cdef Py_ssize_t deque_len(Deque *d) noexcept nogil:
+    # relaxed: a snapshot; both words may move right after.
+    cdef int64_t n = fc_i64_load_relaxed(&d.bottom.v) - fc_i64_load_relaxed(&d.top.v)
+    return <Py_ssize_t>n if n > 0 else 0
+
+
+cdef void deque_free(Deque *d) noexcept:
+    """Release the items still held and every array.  Needs the GIL, and no
+    other thread may use the deque any more."""
+    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
+    cdef DequeArray *older
+    cdef int64_t i
+    # relaxed: no other thread touches a deque being freed.
+    cdef int64_t t = fc_i64_load_relaxed(&d.top.v)
+    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v)
+    if a == NULL:
+        return
+    fc_ptr_store_relaxed(&d.array, NULL)
+    fc_i64_store_relaxed(&d.top.v, b)
+    for i in range(t, b):
+        Py_DECREF(<object><PyObject *>fc_ptr_load_relaxed(&a.slots[i & a.mask]))
+    while a != NULL:
+        older = a.older
+        free(a)
+        a = older
+
+
+cdef inline object steal_ref(PyObject *x):
+    """An object from an owned reference, without a second INCREF."""
+    cdef object o = <object>x
+    Py_DECREF(o)
+    return o
+
+
+cdef class WorkStealingDeque:
+    """Chase-Lev work-stealing deque of Python objects.
+
+    The owner thread (the first to call :meth:`push` or :meth:`pop`) pushes
+    and pops at one end, LIFO; any thread may :meth:`steal` from the other
+    end, FIFO.  Lock-free; grows without bound.  Each item is returned
+    exactly once, whoever wins a race for it.
+    """
+
+    def __cinit__(self):
+        if deque_init(&self.deque) < 0:
+            raise MemoryError("cannot allocate the deque")
+        fc_uptr_init(&self.owner, 0)
+        self.initialised = True
+
+    def __dealloc__(self):
+        if self.initialised:
+            deque_free(&self.deque)
+
+    def __init__(self):
+        pass
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    cdef int _claim(self) except -1:
+        cdef uintptr_t me = fc_thread_id()
+        cdef uintptr_t expected = 0
+        # relaxed: the owner word only says who may push/pop; the deque's own
+        # atomics order the data.  The CAS makes exactly one thread the owner.
+        if fc_uptr_load_relaxed(&self.owner) == me:
+            return 0
+        if fc_uptr_cas_strong_relaxed(&self.owner, &expected, me):
+            return 0
+        raise RuntimeError(
+            "WorkStealingDeque.push/pop belong to the owner thread (the first "
+            "thread that pushed or popped); other threads may only steal()")
+
+    def push(self, item):
+        """Add item at the owner's end.  Owner thread only."""
+        self._claim()
+        Py_INCREF(item)
+        if deque_push(&self.deque, <PyObject *>item) < 0:
+            Py_DECREF(item)
+            raise MemoryError("cannot grow the deque")
+
+    def pop(self):
+        """Remove and return the newest item (LIFO).  Owner thread only.
+        Raises :class:`fastconc.Empty` when there is none."""
+        self._claim()
+        cdef PyObject *x = deque_take(&self.deque)
+        if x == NULL:
+            raise Empty("pop from an empty WorkStealingDeque")
+        return steal_ref(x)
+
+    def steal(self):
+        """Remove and return the oldest item (FIFO).  Any thread.  A race
+        lost to another thread is retried; raises :class:`fastconc.Empty`
+        only when the deque was seen empty."""
+        cdef bint lost = True
+        cdef PyObject *x = NULL
+        while lost:
+            x = deque_steal(&self.deque, &lost)
+        if x == NULL:
+            raise Empty("steal from an empty WorkStealingDeque")
+        return steal_ref(x)
+
+    def __len__(self):
+        return deque_len(&self.deque)
+
+    def is_empty(self):
+        """True when no item is left (a snapshot, like len())."""
+        return deque_len(&self.deque) == 0
+
+    def __repr__(self):
+        return f"<{type(self).__name__} len={deque_len(&self.deque)}>"
+
+
+# The garbage collector must see the items a deque holds (a cycle through a
+# deque would otherwise never be freed).  Every deque operation runs with the
+# thread attached to the interpreter, so the collector (which holds the GIL,
+# or stops the world on free-threaded builds) never races them.
+cdef int _deque_traverse(PyObject *o, gc_visit_t visit, void *arg) noexcept:
+    cdef WorkStealingDeque self = <WorkStealingDeque>o
+    cdef DequeArray *a
+    cdef int64_t i, t, b
+    cdef int r = visit_heap_type(o, visit, arg)
+    if r or not self.initialised:
+        return r
+    # relaxed: the world is stopped for the collector (see above).
+    a = <DequeArray *>fc_ptr_load_relaxed(&self.deque.array)
+    t = fc_i64_load_relaxed(&self.deque.top.v)
+    b = fc_i64_load_relaxed(&self.deque.bottom.v)
+    if a == NULL:
+        return 0
+    for i in range(t, b):
+        r = visit(<PyObject *>fc_ptr_load_relaxed(&a.slots[i & a.mask]), arg)
+        if r:
+            return r
+    return 0
+
+
+cdef int _deque_clear(PyObject *o) noexcept:
+    cdef WorkStealingDeque self = <WorkStealingDeque>o
+    cdef PyObject *x
+    if self.initialised:
+        x = deque_take(&self.deque)
+        while x != NULL:
+            Py_DECREF(<object>x)
+            x = deque_take(&self.deque)
+    return 0
+
+
+set_gc_hooks(WorkStealingDeque, <gc_traverse_t>_deque_traverse, <gc_clear_t>_deque_clear)
+
+
+# ---------------------------------------------------------------- tasks
+
+cdef class _Task:
+    """A queued unit of work; run() never raises for the task's own errors."""
+    cdef object fn
+
+    cdef int run(self, _PoolCore core) except -1:
+        raise NotImplementedError
+
+    cdef void abandon(self, object error) noexcept:
+        """The pool closed before this task ran (error None: cancelled)."""
+        pass
+
+
+cdef class _Call(_Task):
+    """execute(fn, *args, **kwargs) with arguments (a bare callable is queued
+    as itself)."""
+    cdef tuple args
+    cdef dict kwargs
+
+    cdef int run(self, _PoolCore core) except -1:
+        try:
+            if self.kwargs:
+                self.fn(*self.args, **self.kwargs)
+            else:
+                self.fn(*self.args)
+        except BaseException as exc:
+            core.report(exc)
+        return 0
+
+
+cdef class _FutureCall(_Task):
+    """submit(): the result or exception goes to the future."""
+    cdef object future
+    cdef tuple args
+    cdef dict kwargs
+
+    cdef int run(self, _PoolCore core) except -1:
+        cdef object future = self.future
+        if not future.set_running_or_notify_cancel():
+            return 0
+        try:
+            result = self.fn(*self.args, **self.kwargs) if self.kwargs else self.fn(*self.args)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return 0
+
+    cdef void abandon(self, object error) noexcept:
+        abandon_future(self.future, error)
+
+
+cdef class _BatchCall(_Task):
+    """One chunk of map(): the future gets (results, first_exception_or_None);
+    the chunk stops at its first failure."""
+    cdef object future
+    cdef list items
+
+    cdef int run(self, _PoolCore core) except -1:
+        cdef object future = self.future
+        cdef list results = []
+        cdef object fn = self.fn
+        cdef object failure = None
+        if not future.set_running_or_notify_cancel():
+            return 0
+        try:
+            for args in self.items:
+                results.append(fn(*args))
+        except BaseException as exc:
+            failure = exc
+        future.set_result((results, failure))
+        return 0
+
+    cdef void abandon(self, object error) noexcept:
+        abandon_future(self.future, error)
+
+
+cdef inline void _bump(fc_atomic_size *counter) noexcept nogil:
+    # relaxed load + store: this worker is the counter's only writer; readers
+    # want a recent value, not an ordering.
+    fc_size_store_relaxed(counter, fc_size_load_relaxed(counter) + 1)
+
+
+# ---------------------------------------------------------------- pool core
+
+cdef class _Worker:
+    def __cinit__(self):
+        if deque_init(&self.deque) < 0:
+            raise MemoryError("cannot allocate a worker deque")
+        fc_size_init(&self.executed, 0)
+        fc_size_init(&self.steals, 0)
+        fc_size_init(&self.parks, 0)
+        self.initialised = True
+
+    def __dealloc__(self):
+        if self.initialised:
+            deque_free(&self.deque)
+
+
+cdef class _PoolCore:
+    """Deques, injector, parking and the task loop of one WorkStealingPool."""
+
+    def __cinit__(self, *args, **kwargs):
+        if fc_mutex_init(&self.sleep_mutex) != 0 or fc_mutex_init(&self.join_mutex) != 0:
+            raise MemoryError("cannot create mutex")
+        fc_cond_init(&self.sleep_cond)
+        fc_cond_init(&self.join_cond)
+        fc_size_init(&self.sleepers, 0)
+        fc_size_init(&self.epoch, 0)
+        fc_size_init(&self.join_waiters, 0)
+        fc_size_init(&self.closed, 0)
+        fc_i64_init(&self.pending, 0)
+        self.initialised = True
+
+    def __dealloc__(self):
+        if self.initialised:
+            fc_cond_destroy(&self.sleep_cond)
+            fc_cond_destroy(&self.join_cond)
+            fc_mutex_destroy(&self.sleep_mutex)
+            fc_mutex_destroy(&self.join_mutex)
+
+    def __init__(self, Py_ssize_t nworkers, error_handler):
+        cdef _Worker w
+        cdef Py_ssize_t i
+        if self.workers is not None:
+            raise RuntimeError("_PoolCore is already initialised")
+        workers = []
+        for i in range(nworkers):
+            w = _Worker()
+            w.core = self
+            w.index = i
+            w.rng = <uint64_t>(i + 1) * 0x9E3779B97F4A7C15ULL
+            workers.append(w)
+        self.workers = tuple(workers)
+        self.nworkers = nworkers
+        self.injector = Channel(PY_SSIZE_T_MAX)
+        self.error_handler = error_handler
+
+    # ------------------------------------------------------------ submitting
+
+    cdef _Worker _current(self):
+        """This thread's worker if it is one of ours, else None."""
+        cdef _Worker w
+        if fc_current_worker == NULL:
+            return None
+        w = <_Worker>fc_current_worker
+        return w if w.core is self else None
+
+    cdef int _push(self, object task) except -1:
+        cdef _Worker w = self._current()
+        cdef PyObject *p = <PyObject *>task
+        cdef Py_ssize_t done = 0
+        cdef int st
+        # seq_cst: counted before the task is visible, so join() never sees
+        # zero while it is queued; the decrement pairs in _task_done().
+        fc_i64_fetch_add_seq_cst(&self.pending, 1)
+        if w is not None:
+            # acquire: pairs with the release in close(), so closed_error is set.
+            if fc_size_load_acquire(&self.closed):
+                self._task_done()
+                raise fresh_error(self.closed_error)
+            Py_INCREF(task)
+            if deque_push(&w.deque, p) < 0:
+                Py_DECREF(task)
+                self._task_done()
+                raise MemoryError("cannot grow the worker's deque")
+        else:
+            Py_INCREF(task)
+            st = self.injector._send(&p, 1, &done, 0)
+            if st != ST_OK:
+                Py_DECREF(task)
+                self._task_done()
+                if st == ST_CLOSED:
+                    raise fresh_error(self.closed_error)
+                raise MemoryError("cannot grow the pool's queue")
+        self._wake_one()
+        return 0
+
+    def execute(self, fn, tuple args, dict kwargs):
+        cdef _Call call
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        if not args and not kwargs and not isinstance(fn, _Task):
+            self._push(fn)
+            return
+        call = _Call.__new__(_Call)
+        call.fn = fn
+        call.args = args
+        call.kwargs = kwargs
+        self._push(call)
+
+    def submit(self, future, fn, tuple args, dict kwargs):
+        cdef _FutureCall call
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        call = _FutureCall.__new__(_FutureCall)
+        call.future = future
+        call.fn = fn
+        call.args = args
+        call.kwargs = kwargs
+        self._push(call)
+
+    def submit_batch(self, future, fn, list items):
+        cdef _BatchCall call = _BatchCall.__new__(_BatchCall)
+        call.future = future
+        call.fn = fn
+        call.items = items
+        self._push(call)
+
+    # ------------------------------------------------------------ waking
+
+    cdef void _wake_one(self) noexcept nogil:
+        """After publishing a task: wake one parked worker, if any."""
+        # seq_cst fence between the publication (deque bottom or injector)
+        # and the read of sleepers; park() has the matching order (sleepers
+        # increment, then the re-check).  One of the two sees the other, so
+        # a worker never sleeps through a task (rayon's sleep protocol: a
+        # publisher that sees no sleeper knows every would-be sleeper will
+        # see its job).
+        fc_fence_seq_cst()
+        # relaxed: ordered by the fence above.
+        if fc_size_load_relaxed(&self.sleepers) == 0:
+            return
+        fc_mutex_lock(&self.sleep_mutex)
+        # seq_cst: a parker that reads the new epoch must also see the task
+        # published before it (the RMW is a release, park's load an acquire).
+        fc_size_fetch_add_seq_cst(&self.epoch, 1)
+        fc_mutex_unlock(&self.sleep_mutex)
+        fc_cond_signal_n(&self.sleep_cond, 1)
+
+    cdef void _wake_all(self) noexcept nogil:
+        fc_mutex_lock(&self.sleep_mutex)
+        # seq_cst: as in _wake_one.
+        fc_size_fetch_add_seq_cst(&self.epoch, 1)
+        fc_mutex_unlock(&self.sleep_mutex)
+        fc_cond_broadcast(&self.sleep_cond)
+
+    def _future_done(self, future):
+        """Done-callback of a future a worker helps on: wake it to return."""
+        self._wake_all()
+
+    # ------------------------------------------------------------ running
+
+    cdef PyObject *_find(self, _Worker w) except? NULL:
+        """A task for w (an owned reference) or NULL: its own deque (LIFO),
+        then a batch from the injector, then one stolen from a victim."""
+        cdef PyObject *x = deque_take(&w.deque)
+        cdef PyObject *batch[INJECTOR_BATCH]
+        cdef Py_ssize_t got = 0, i
+        cdef _Worker victim
+        cdef uint64_t r
+        if x != NULL:
+            return x
+        if self.injector._recv(batch, INJECTOR_BATCH, &got, 0) == ST_OK and got:
+            # The rest go into our (empty, DEQUE_FIRST_SLOTS-sized) deque,
+            # where idle workers can steal them.
+            for i in range(1, got):
+                # Cannot fail: the deque is empty and arrays never shrink
+                # below DEQUE_FIRST_SLOTS.  Fail the task rather than lose
+                # it if that ever changes.
+                if deque_push(&w.deque, batch[i]) < 0:
+                    self._abandon(batch[i], MemoryError("cannot grow the worker's deque"))
+            if got > 1:
+                self._wake_one()
+            return batch[0]
+        if self.nworkers < 2:
+            return NULL
+        # xorshift64: a cheap random first victim spreads thieves out.
+        r = w.rng
+        r ^= r << 13
+        r ^= r >> 7
+        r ^= r << 17
+        w.rng = r
+        for i in range(self.nworkers):
+            victim = <_Worker>self.workers[(r + <uint64_t>i) % <uint64_t>self.nworkers]
+            if victim is w:
+                continue
+            x = deque_steal_retrying(&victim.deque, STEAL_RETRIES)
+            if x != NULL:
+                _bump(&w.steals)
+                return x
+        return NULL
+
+    cdef int _run(self, _Worker w, PyObject *x) except -1:
+        """Run the task x (an owned reference, consumed)."""
+        cdef object task = steal_ref(x)
+        try:
+            if isinstance(task, _Task):
+                (<_Task>task).run(self)
+            else:
+                task()
+        except BaseException as exc:
+            # A bare callable from execute(), or a failure inside run() itself.
+            self.report(exc)
+        task = None
+        _bump(&w.executed)
+        self._task_done()
+        return 0
+
+    cdef void _task_done(self) noexcept:
+        # seq_cst: the decrement and the read of join_waiters form a Dekker
+        # pair with join()'s increment of join_waiters and read of pending.
+        if fc_i64_fetch_add_seq_cst(&self.pending, -1) == 1:
+            if fc_size_load_seq_cst(&self.join_waiters):
+                fc_mutex_lock(&self.join_mutex)
+                fc_mutex_unlock(&self.join_mutex)
+                fc_cond_broadcast(&self.join_cond)
+
+    cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1:
+        """Sleep until there may be work (or the future is done, or the pool
+        closed).  The protocol, after rayon's: announce (sleepers += 1), read
+        the epoch, look everywhere once more, and only then sleep until the
+        epoch moves.  A publisher bumps the epoch whenever it sees a sleeper,
+        so a task published after our last look always wakes us."""
+        cdef size_t key
+        cdef int st = PARK_WOKEN, r, spin = 1
+        cdef int64_t remaining = -1
+        cdef bint closed
+        # seq_cst: pairs with the fence in _wake_one (see there).
+        fc_size_fetch_add_seq_cst(&self.sleepers, 1)
+        # seq_cst: reading a bumped epoch makes its task visible to the look below.
+        key = fc_size_load_seq_cst(&self.epoch)
+        try:
+            # acquire: before the look, so a close() that follows a last
+            # submission never makes us exit past it (the injector's mutex
+            # orders the two).
+            closed = fc_size_load_acquire(&self.closed) != 0
+            out[0] = self._find(w)
+            if out[0] != NULL:
+                return PARK_FOUND
+            if future is not None:
+                if future.done():
+                    return PARK_DONE
+            elif closed:
+                return PARK_CLOSED
+            _bump(&w.parks)
+            with nogil:
+                fc_mutex_lock(&self.sleep_mutex)
+                # seq_cst: see _wake_one; the mutex orders it with the bump.
+                while fc_size_load_seq_cst(&self.epoch) == key:
+                    if deadline != FOREVER:
+                        remaining = deadline - fc_monotonic_ns()
+                        if remaining <= 0:
+                            st = PARK_TIMEOUT
+                            break
+                    # Signals are the main thread's business; workers just wait again.
+                    r = fc_cond_wait(&self.sleep_cond, &self.sleep_mutex, remaining, spin)
+                    spin = 0
+                fc_mutex_unlock(&self.sleep_mutex)
+            return st
+        finally:
+            # seq_cst: as the increment.
+            fc_size_fetch_sub_seq_cst(&self.sleepers, 1)
+
+    def run(self, Py_ssize_t index):
+        """The worker loop of thread `index`; returns once the pool is closed
+        and no work is left."""
+        global fc_current_worker
+        cdef _Worker w = <_Worker>self.workers[index]
+        cdef PyObject *x
+        cdef int st
+        if fc_current_worker != NULL:
+            raise RuntimeError("this thread already runs a pool worker")
+        fc_current_worker = <void *>w
+        try:
+            while True:
+                x = self._find(w)
+                if x == NULL:
+                    st = self._park(w, FOREVER, None, &x)
+                    if st == PARK_CLOSED:
+                        return
+                    if st != PARK_FOUND:
+                        continue
+                self._run(w, x)
+        finally:
+            fc_current_worker = NULL
+
+    def owns_current_thread(self):
+        """True when the calling thread is one of this pool's workers."""
+        return self._current() is not None
+
+    def help_until(self, future, timeout):
+        """Called by a worker waiting on `future`: run other tasks until it
+        is done or `timeout` (seconds, None = no limit) has passed."""
+        cdef _Worker w = self._current()
+        cdef int64_t deadline = _deadline(timeout)
+        cdef PyObject *x
+        cdef bint watching = False
+        cdef int st
+        if w is None:
+            raise RuntimeError("help_until() is for the pool's own workers")
+        while not future.done():
+            x = self._find(w)
+            if x == NULL:
+                if not watching:
+                    future.add_done_callback(self._future_done)
+                    watching = True
+                st = self._park(w, deadline, future, &x)
+                if st == PARK_TIMEOUT:
+                    return
+                if st != PARK_FOUND:
+                    continue
+            self._run(w, x)
+
+    # ------------------------------------------------------------ errors
+
+    cdef void report(self, object exc) noexcept:
+        """An exception from an execute() task (see report_error)."""
+        report_error(self.error_handler, exc)
+
+    # ------------------------------------------------------------ join / close
+
+    def join(self, timeout):
+        """Wait until no task is queued or running; False on timeout."""
+        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t remaining = -1
+        cdef int r = 0, spin = 1
+        cdef bint idle = False
+        if self._current() is not None:
+            raise Deadlock("join() from a worker of the same pool would wait for itself")
+        # seq_cst: see _task_done.
+        if fc_i64_load_seq_cst(&self.pending) == 0:
+            return True
+        if deadline == 0:
+            return False
+        fc_size_fetch_add_seq_cst(&self.join_waiters, 1)
+        try:
+            while True:
+                with nogil:
+                    fc_mutex_lock(&self.join_mutex)
+                    while True:
+                        # seq_cst: see _task_done.
+                        if fc_i64_load_seq_cst(&self.pending) == 0:
+                            idle = True
+                            break
+                        if deadline != FOREVER:
+                            remaining = deadline - fc_monotonic_ns()
+                            if remaining <= 0:
+                                break
+                        r = fc_cond_wait(&self.join_cond, &self.join_mutex, remaining, spin)
+                        spin = 0
+                        if r == FC_WAIT_CHECK_SIGNALS:
+                            break
+                    fc_mutex_unlock(&self.join_mutex)
+                if r == FC_WAIT_CHECK_SIGNALS and not idle:
+                    # Lets a Ctrl-C in the main thread interrupt join().
+                    PyErr_CheckSignals()
+                    r = 0
+                    continue
+                return idle
+        finally:
+            fc_size_fetch_sub_seq_cst(&self.join_waiters, 1)
+
+    def close(self, error, bint cancel_futures, fail_with=None):
+        """Take no more work (submitters get `error`) and let the workers exit
+        once the queues are empty.  cancel_futures: drop what is still queued,
+        cancelling its futures, or failing them with `fail_with` if given."""
+        cdef PyObject *x
+        cdef Py_ssize_t got = 0
+        cdef _Worker w
+        if not fc_size_load_acquire(&self.closed):
+            self.closed_error = error
+            # release: publishes closed_error to the acquire loads of closed.
+            fc_size_store_release(&self.closed, 1)
+        # Closed under the injector's mutex: a submission either got in
+        # before (and will run or be drained below) or is refused.
+        self.injector._close(False)
+        if cancel_futures:
+            while self.injector._recv(&x, 1, &got, 0) == ST_OK and got:
+                self._abandon(x, fail_with)
+            for w in self.workers:
+                x = deque_steal_retrying(&w.deque, PY_SSIZE_T_MAX)
+                while x != NULL:
+                    self._abandon(x, fail_with)
+                    x = deque_steal_retrying(&w.deque, PY_SSIZE_T_MAX)
+        self._wake_all()
+
+    cdef void _abandon(self, PyObject *x, object error) noexcept:
+        cdef object task = steal_ref(x)
+        if isinstance(task, _Task):
+            (<_Task>task).abandon(error)
+        task = None
+        self._task_done()
+
+    # ------------------------------------------------------------ stats
+
+    def stats(self):
+        """[(executed, steals, parks) per worker], tasks queued or running."""
+        cdef _Worker w
+        # relaxed: a snapshot of counters, no ordering wanted.
+        per_worker = [(fc_size_load_relaxed(&w.executed), fc_size_load_relaxed(&w.steals),
+                       fc_size_load_relaxed(&w.parks)) for w in self.workers]
+        return per_worker, fc_i64_load_relaxed(&self.pending)
+
+    @property
+    def max_workers(self):
+        return self.nworkers
+
+
+class WorkStealingPool(PoolExecutor):
+    __doc__ = PoolExecutor.__doc__
+    _core_type = _PoolCore

@@ -1,0 +1,432 @@
+"""Pure-Python backend of WorkStealingDeque and WorkStealingPool.
+
+Same structure as the compiled core (fastconc/_pool_c.pyx): one deque per
+worker, an injector for outside submissions, idle workers asleep on a
+condition variable.  ``collections.deque`` supplies the deques: its append,
+pop and popleft are atomic (under the GIL, and under the deque's own lock on
+free-threaded builds), which is all a work-stealing deque needs here.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error, unraisable
+from fastconc._ring_py import _Owner
+from fastconc.errors import Deadlock, Empty
+
+__all__ = ["WorkStealingDeque", "WorkStealingPool"]
+
+T = TypeVar("T")
+
+# Most tasks a worker moves from the injector at once (see _pool_c.pyx).
+_INJECTOR_BATCH = 32
+
+
+class WorkStealingDeque(Generic[T]):
+    """Work-stealing deque of Python objects.
+
+    The owner thread (the first to call :meth:`push` or :meth:`pop`) pushes
+    and pops at one end, LIFO; any thread may :meth:`steal` from the other
+    end, FIFO.  Each item is returned exactly once.
+    """
+
+    __slots__ = ("_items", "_owner", "__weakref__")
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._owner = _Owner()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def _claim(self) -> None:
+        try:
+            self._owner.claim("WorkStealingDeque", "push")
+        except RuntimeError:
+            raise RuntimeError(
+                "WorkStealingDeque.push/pop belong to the owner thread (the first "
+                "thread that pushed or popped); other threads may only steal()") from None
+
+    def push(self, item: T) -> None:
+        """Add item at the owner's end.  Owner thread only."""
+        self._claim()
+        self._items.append(item)
+
+    def pop(self) -> T:
+        """Remove and return the newest item (LIFO).  Owner thread only.
+        Raises :class:`fastconc.Empty` when there is none."""
+        self._claim()
+        try:
+            return self._items.pop()
+        except IndexError:
+            raise Empty("pop from an empty WorkStealingDeque") from None
+
+    def steal(self) -> T:
+        """Remove and return the oldest item (FIFO).  Any thread.  Raises
+        :class:`fastconc.Empty` when the deque is empty."""
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise Empty("steal from an empty WorkStealingDeque") from None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def is_empty(self) -> bool:
+        """True when no item is left (a snapshot, like len())."""
+        return not self._items
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} len={len(self._items)}>"
+
+
+class _Task:
+    __slots__ = ("fn",)
+
+    def run(self, core: _PoolCore) -> None:
+        raise NotImplementedError
+
+    def abandon(self, error: BaseException | None) -> None:
+        """The pool closed before this task ran (error None: cancelled)."""
+
+
+class _Call(_Task):
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, fn: Callable[..., object], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+    def run(self, core: _PoolCore) -> None:
+        try:
+            self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            core.report(exc)
+
+
+class _FutureTask(_Task):
+    __slots__ = ("future",)
+
+    def abandon(self, error: BaseException | None) -> None:
+        abandon_future(self.future, error)
+
+
+class _FutureCall(_FutureTask):
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+    def run(self, core: _PoolCore) -> None:
+        future = self.future
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+class _BatchCall(_FutureTask):
+    __slots__ = ("items",)
+
+    def __init__(self, future: Future[Any], fn: Callable[..., object],
+                 items: list[tuple[Any, ...]]) -> None:
+        self.future = future
+        self.fn = fn
+        self.items = items
+
+    def run(self, core: _PoolCore) -> None:
+        future = self.future
+        if not future.set_running_or_notify_cancel():
+            return
+        fn = self.fn
+        results: list[object] = []
+        failure: BaseException | None = None
+        try:
+            for args in self.items:
+                results.append(fn(*args))
+        except BaseException as exc:
+            failure = exc
+        future.set_result((results, failure))
+
+
+class _Worker:
+    __slots__ = ("deque", "executed", "index", "parks", "steals")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.deque: deque[object] = deque()
+        self.executed = 0
+        self.steals = 0
+        self.parks = 0
+
+
+class _PoolCore:
+    """Deques, injector, parking and the task loop of one WorkStealingPool."""
+
+    def __init__(self, nworkers: int,
+                 error_handler: Callable[[BaseException], object] | None) -> None:
+        self.workers = tuple(_Worker(i) for i in range(nworkers))
+        self.max_workers = nworkers
+        self.error_handler = error_handler
+        # One lock guards the injector, closing and parking: a submitter
+        # that finds a sleeper notifies under the lock the sleeper re-checked
+        # the queues under, so no wake-up is lost.
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._injector: deque[object] = deque()
+        self._sleepers = 0
+        self._closed = False
+        self._closed_error: BaseException | None = None
+        # join(): tasks queued or running.
+        self._idle = threading.Condition(threading.Lock())
+        self._pending = 0
+        self._local = threading.local()
+
+    # ---------------------------------------------------------------- submitting
+
+    def _current(self) -> _Worker | None:
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        return worker
+
+    def _push(self, task: object) -> None:
+        with self._idle:
+            self._pending += 1
+        worker = self._current()
+        if worker is not None:
+            if self._closed:
+                self._task_done()
+                raise fresh_error(self._closed_error)  # type: ignore[arg-type]
+            worker.deque.append(task)
+            # Unlocked read: the append above is ordered before it, and a
+            # worker going to sleep counts itself before it re-checks the
+            # deques (under the lock we notify under).
+            if self._sleepers:
+                with self._lock:
+                    self._wakeup.notify()
+            return
+        with self._lock:
+            if self._closed:
+                closed_error = self._closed_error
+            else:
+                closed_error = None
+                self._injector.append(task)
+                if self._sleepers:
+                    self._wakeup.notify()
+        if closed_error is not None:
+            self._task_done()
+            raise fresh_error(closed_error)
+
+    def execute(self, fn: Callable[..., object], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        if not args and not kwargs and not isinstance(fn, _Task):
+            self._push(fn)
+        else:
+            self._push(_Call(fn, args, kwargs))
+
+    def submit(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        self._push(_FutureCall(future, fn, args, kwargs))
+
+    def submit_batch(self, future: Future[Any], fn: Callable[..., object],
+                     items: list[tuple[Any, ...]]) -> None:
+        self._push(_BatchCall(future, fn, items))
+
+    def _future_done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._wakeup.notify_all()
+
+    # ---------------------------------------------------------------- running
+
+    def _find(self, worker: _Worker) -> object | None:
+        """A task for worker: its own deque (LIFO), then a batch from the
+        injector, then one stolen from a random victim (FIFO end)."""
+        try:
+            return worker.deque.pop()
+        except IndexError:
+            pass
+        if self._injector:
+            with self._lock:
+                task = self._take_batch(worker)
+            if task is not None:
+                return task
+        return self._steal(worker)
+
+    def _take_batch(self, worker: _Worker) -> object | None:
+        """Lock held.  Run the first, leave the rest where thieves find them."""
+        injector = self._injector
+        if not injector:
+            return None
+        batch = [injector.popleft() for _ in range(min(_INJECTOR_BATCH, len(injector)))]
+        worker.deque.extend(reversed(batch[1:]))  # LIFO pops keep submission order
+        if len(batch) > 1 and self._sleepers:
+            self._wakeup.notify()
+        return batch[0]
+
+    def _steal(self, worker: _Worker) -> object | None:
+        workers = self.workers
+        n = len(workers)
+        if n > 1:
+            start = random.randrange(n)
+            for i in range(n):
+                victim = workers[(start + i) % n]
+                if victim is worker:
+                    continue
+                try:
+                    task = victim.deque.popleft()
+                except IndexError:
+                    continue
+                worker.steals += 1
+                return task
+        return None
+
+    def _run(self, worker: _Worker, task: object) -> None:
+        try:
+            if isinstance(task, _Task):
+                task.run(self)
+            else:
+                task()  # type: ignore[operator]
+        except BaseException as exc:
+            self.report(exc)
+        del task
+        worker.executed += 1
+        self._task_done()
+
+    def _task_done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    def _park(self, worker: _Worker, deadline: float | None,
+              future: Future[Any] | None) -> tuple[str, object | None]:
+        """Re-check everything under the lock, then sleep on it."""
+        with self._lock:
+            self._sleepers += 1
+            try:
+                closed = self._closed
+                task = self._take_batch(worker)
+                if task is None:
+                    task = self._steal(worker)
+                if task is not None:
+                    return "found", task
+                if future is not None:
+                    if future.done():
+                        return "done", None
+                elif closed:
+                    return "closed", None
+                worker.parks += 1
+                if deadline is None:
+                    self._wakeup.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._wakeup.wait(remaining):
+                        return "timeout", None
+                return "woken", None
+            finally:
+                self._sleepers -= 1
+
+    def run(self, index: int) -> None:
+        worker = self.workers[index]
+        if getattr(self._local, "worker", None) is not None:
+            raise RuntimeError("this thread already runs a pool worker")
+        self._local.worker = worker
+        try:
+            while True:
+                task = self._find(worker)
+                if task is None:
+                    state, task = self._park(worker, None, None)
+                    if state == "closed":
+                        return
+                    if state != "found":
+                        continue
+                self._run(worker, task)
+        finally:
+            self._local.worker = None
+
+    def owns_current_thread(self) -> bool:
+        return self._current() is not None
+
+    def help_until(self, future: Future[Any], timeout: float | None) -> None:
+        worker = self._current()
+        if worker is None:
+            raise RuntimeError("help_until() is for the pool's own workers")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watching = False
+        while not future.done():
+            task = self._find(worker)
+            if task is None:
+                if not watching:
+                    future.add_done_callback(self._future_done)
+                    watching = True
+                state, task = self._park(worker, deadline, future)
+                if state == "timeout":
+                    return
+                if state != "found":
+                    continue
+            self._run(worker, task)
+
+    def report(self, exc: BaseException) -> None:
+        report_error(self.error_handler, exc)
+
+    # ---------------------------------------------------------------- join / close
+
+    def join(self, timeout: float | None) -> bool:
+        if self._current() is not None:
+            raise Deadlock("join() from a worker of the same pool would wait for itself")
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, error: BaseException, cancel_futures: bool,
+              fail_with: BaseException | None = None) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed_error = error
+                self._closed = True
+            drained: list[object] = []
+            if cancel_futures:
+                drained.extend(self._injector)
+                self._injector.clear()
+            self._wakeup.notify_all()
+        if cancel_futures:
+            for worker in self.workers:
+                while True:
+                    try:
+                        drained.append(worker.deque.popleft())
+                    except IndexError:
+                        break
+        for task in drained:
+            try:
+                if isinstance(task, _Task):
+                    task.abandon(fail_with)
+            except BaseException as exc:
+                unraisable(exc, "closing a WorkStealingPool")
+            self._task_done()
+
+    def stats(self) -> tuple[list[tuple[int, int, int]], int]:
+        return [(w.executed, w.steals, w.parks) for w in self.workers], self._pending
+
+
+class WorkStealingPool(PoolExecutor):
+    __doc__ = PoolExecutor.__doc__
+    _core_type = _PoolCore
