@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import weakref
+from _thread import RLock as _RLock
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import _base as _futures_base
@@ -83,29 +84,155 @@ class PoolStats(NamedTuple):
     pending: int  # tasks queued or running
 
 
+_PENDING = _futures_base.PENDING
+_RUNNING = _futures_base.RUNNING
+_CANCELLED = _futures_base.CANCELLED
+_CANCELLED_AND_NOTIFIED = _futures_base.CANCELLED_AND_NOTIFIED
+_FINISHED = _futures_base.FINISHED
+_CANCELLED_STATES = (_CANCELLED, _CANCELLED_AND_NOTIFIED)
+_DONE_STATES = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)
+
+
 class PoolFuture(Future[T]):
-    """A :class:`concurrent.futures.Future` that knows its pool: a worker of
-    that pool waiting in :meth:`result` or :meth:`exception` runs other queued
-    tasks meanwhile, so fork-join recursion never starves the pool."""
+    """A :class:`concurrent.futures.Future` that knows its pool.
+
+    * A worker of that pool waiting in :meth:`result` or :meth:`exception`
+      runs other queued tasks meanwhile, so fork-join recursion never starves
+      the pool.
+    * It is cheaper than a plain Future: ``Future.__init__`` builds a
+      :class:`threading.Condition` (a third of a ``submit()``).  This one keeps
+      Future's fields and protocol (``concurrent.futures.wait``,
+      ``as_completed``, ``asyncio.wrap_future`` work unchanged) with a bare
+      ``RLock`` as ``_condition``, and builds the condition variable only when
+      a thread actually blocks in ``result()``/``exception()``.  Every method
+      that would notify that condition is overridden below.
+    """
+
+    # Class-level defaults: Future's fields that most futures never change
+    # cost nothing per instance until written.
+    _result: Any = None
+    _exception: BaseException | None = None
+    _done_cv: threading.Condition | None = None
+    _waiter_list: list[Any] | None = None
+    _callback_list: list[Callable[[Future[Any]], object]] | None = None
 
     def __init__(self, core: _Core) -> None:
-        super().__init__()
+        # Future.__init__ is skipped on purpose (see the class docstring);
+        # tests/test_pool.py checks every field it sets is readable here.
+        self._condition: Any = _RLock()
+        self._state = _PENDING
         self._core = core
 
+    # Future's _waiters and _done_callbacks lists, made on first use: most
+    # futures are never waited on by wait()/as_completed() nor given a
+    # callback.  Both are only touched with _condition held (wait() and
+    # as_completed() hold it too), except _invoke_callbacks, which runs once
+    # the state is final and no callback can be added any more.
+    @property
+    def _waiters(self) -> list[Any]:
+        if self._waiter_list is None:
+            self._waiter_list = []
+        return self._waiter_list
+
+    @property
+    def _done_callbacks(self) -> list[Callable[[Future[Any]], object]]:
+        if self._callback_list is None:
+            self._callback_list = []
+        return self._callback_list
+
+    def _invoke_callbacks(self) -> None:
+        if self._callback_list is not None:
+            super()._invoke_callbacks()  # type: ignore[misc]
+
+    # -- blocking -------------------------------------------------------
+
     def _help(self, timeout: float | None) -> float | None:
-        if self.done() or not self._core.owns_current_thread():
+        """In one of the pool's workers: run other tasks until done or out of
+        time, then let the caller answer without waiting."""
+        if not self._core.owns_current_thread():
             return timeout
         if timeout is not None and timeout < 0:
             timeout = 0
         self._core.help_until(self, timeout)
-        # Done, or out of time: the base class answers at once either way.
         return 0
 
+    def _wait(self, timeout: float | None) -> None:
+        """Lock held and not done: sleep until done or timeout."""
+        if timeout is not None and timeout <= 0:
+            return
+        if self._done_cv is None:
+            self._done_cv = threading.Condition(self._condition)
+        self._done_cv.wait(timeout)
+
+    def _notify(self) -> None:
+        """Lock held: wake the threads blocked in result()/exception()."""
+        if self._done_cv is not None:
+            self._done_cv.notify_all()
+
     def result(self, timeout: float | None = None) -> T:
-        return super().result(self._help(timeout))
+        if self._state not in _DONE_STATES:
+            timeout = self._help(timeout)
+        try:
+            with self._condition:
+                if self._state not in _DONE_STATES:
+                    self._wait(timeout)
+                if self._state == _FINISHED:
+                    if self._exception is not None:
+                        raise self._exception
+                    return self._result  # type: ignore[no-any-return]
+                if self._state in _CANCELLED_STATES:
+                    raise _futures_base.CancelledError()
+                raise _futures_base.TimeoutError()
+        finally:
+            # Break a reference cycle with the exception in self._exception.
+            self = None  # type: ignore[assignment]  # noqa: PLW0642
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        return super().exception(self._help(timeout))
+        if self._state not in _DONE_STATES:
+            timeout = self._help(timeout)
+        with self._condition:
+            if self._state not in _DONE_STATES:
+                self._wait(timeout)
+            if self._state == _FINISHED:
+                return self._exception
+            if self._state in _CANCELLED_STATES:
+                raise _futures_base.CancelledError()
+            raise _futures_base.TimeoutError()
+
+    # -- state changes (each notifies the lazily made condition) --------
+
+    def cancel(self) -> bool:
+        with self._condition:
+            if self._state in (_RUNNING, _FINISHED):
+                return False
+            if self._state in _CANCELLED_STATES:
+                return True
+            self._state = _CANCELLED
+            self._notify()
+        self._invoke_callbacks()
+        return True
+
+    def set_result(self, result: T) -> None:
+        with self._condition:
+            if self._state in _DONE_STATES:
+                raise _futures_base.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = _FINISHED
+            for waiter in self._waiter_list or ():
+                waiter.add_result(self)
+            self._notify()
+        self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with self._condition:
+            if self._state in _DONE_STATES:
+                raise _futures_base.InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = _FINISHED
+            for waiter in self._waiter_list or ():
+                waiter.add_exception(self)
+            self._notify()
+        self._invoke_callbacks()
 
 
 # ---------------------------------------------------------------- shared by both cores
