@@ -37,6 +37,10 @@ cdef class WorkStealingDeque:
     cdef Deque deque
     cdef fc_atomic_uptr owner          # thread id of the owner, 0 until the first push/pop
     cdef bint initialised
+    # Always None.  Cython makes a type collectable only when it has an
+    # object field; set_gc_hooks() then installs the traverse/clear that
+    # visit the items in `deque`.
+    cdef object _gc_anchor
     cdef object __weakref__
 
     cdef int _claim(self) except -1

@@ -1,4 +1,4 @@
-"""Hypothesis state machines: Channel and Queue against a plain-deque model."""
+"""Hypothesis state machines: every primitive against a plain-deque model."""
 
 from __future__ import annotations
 
@@ -280,6 +280,51 @@ class TypedMachine(RuleBasedStateMachine):
             assert self.ring.is_full() == (len(self.model) == self.capacity)
 
 
+class DequeMachine(RuleBasedStateMachine):
+    """One thread plays owner and thief: LIFO at one end, FIFO at the other."""
+
+    backend = "python"
+
+    @initialize()
+    def create(self):
+        self.deque = load_backend(self.backend).WorkStealingDeque()
+        self.model: deque[int] = deque()
+
+    @rule(item=items)
+    def push(self, item):
+        self.deque.push(item)
+        self.model.append(item)
+
+    @rule(n=st.integers(1, 80))
+    def push_burst(self, n):
+        # Bursts past the first array's size exercise growth.
+        for i in range(n):
+            self.deque.push(i)
+            self.model.append(i)
+
+    @rule()
+    def pop(self):
+        if self.model:
+            assert self.deque.pop() == self.model.pop()
+        else:
+            with pytest.raises(Empty):
+                self.deque.pop()
+
+    @rule()
+    def steal(self):
+        if self.model:
+            assert self.deque.steal() == self.model.popleft()
+        else:
+            with pytest.raises(Empty):
+                self.deque.steal()
+
+    @invariant()
+    def observers(self):
+        if hasattr(self, "deque"):
+            assert len(self.deque) == len(self.model)
+            assert self.deque.is_empty() == (not self.model)
+
+
 def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
     cls = type(f"{machine.__name__}_{backend}", (machine,), {"backend": backend})
     case = cls.TestCase
@@ -288,7 +333,8 @@ def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
 
 
 for _backend in BACKENDS:
-    for _machine in (ChannelMachine, QueueMachine, RingMachine, SpscMachine, TypedMachine):
+    for _machine in (ChannelMachine, QueueMachine, RingMachine, SpscMachine, TypedMachine,
+                     DequeMachine):
         _case = _for_backend(_machine, _backend)
         globals()[f"Test{_machine.__name__}_{_backend}"] = _case
 del _backend, _machine, _case
