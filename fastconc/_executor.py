@@ -259,7 +259,12 @@ def abandon_future(future: Future[Any], error: BaseException | None) -> None:
     """A queued task will not run: cancel its future, or fail it with error."""
     try:
         if error is None:
-            future.cancel()
+            # Also tell concurrent.futures.wait()/as_completed() waiters, which
+            # count a future only once it is CANCELLED_AND_NOTIFIED (the
+            # stdlib pool skips this step, so wait() never sees its cancelled
+            # futures finish).
+            if future.cancel():
+                future.set_running_or_notify_cancel()
         elif future.set_running_or_notify_cancel():
             future.set_exception(error)
     except BaseException as exc:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
+from fastconc._channel_py import _deadline, _wait
 from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error, unraisable
 from fastconc._ring_py import _Owner
 from fastconc.errors import Deadlock, Empty
@@ -371,7 +372,7 @@ class _PoolCore:
         worker = self._current()
         if worker is None:
             raise RuntimeError("help_until() is for the pool's own workers")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         watching = False
         while not future.done():
             task = self._find(worker)
@@ -394,8 +395,12 @@ class _PoolCore:
     def join(self, timeout: float | None) -> bool:
         if self._current() is not None:
             raise Deadlock("join() from a worker of the same pool would wait for itself")
+        deadline = _deadline(timeout)
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            while self._pending:
+                if not _wait(self._idle, deadline):
+                    return False
+            return True
 
     def close(self, error: BaseException, cancel_futures: bool,
               fail_with: BaseException | None = None) -> None:
