@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import _base as _futures_base
 from concurrent.futures.thread import BrokenThreadPool
-from typing import Any, NamedTuple, Protocol, TypeVar
+from types import SimpleNamespace
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 from fastconc.errors import PoolClosed
 
@@ -129,7 +130,7 @@ class PoolFuture(Future[T]):
     # as_completed() hold it too), except _invoke_callbacks, which runs once
     # the state is final and no callback can be added any more.
     @property
-    def _waiters(self) -> list[Any]:
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         if self._waiter_list is None:
             self._waiter_list = []
         return self._waiter_list
@@ -249,7 +250,7 @@ def report_error(handler: Callable[[BaseException], object] | None, exc: BaseExc
                 return
             except BaseException as handler_exc:
                 exc = handler_exc
-        threading.excepthook(threading.ExceptHookArgs(  # type: ignore[call-arg]
+        threading.excepthook(threading.ExceptHookArgs(
             [type(exc), exc, exc.__traceback__, threading.current_thread()]))
     except BaseException as last:
         unraisable(last, "reporting a WorkStealingPool task error")
@@ -276,17 +277,11 @@ def fresh_error(error: BaseException) -> BaseException:
     return type(error)(*error.args)
 
 
-class _UnraisableArgs(NamedTuple):
-    exc_type: type[BaseException]
-    exc_value: BaseException
-    exc_traceback: Any
-    err_msg: str
-    object: object
-
-
 def unraisable(exc: BaseException, where: str) -> None:
     """Report an error nobody can catch, as CPython does (sys.unraisablehook)."""
-    sys.unraisablehook(_UnraisableArgs(type(exc), exc, exc.__traceback__, where, None))
+    args = SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+                           err_msg=where, object=None)
+    sys.unraisablehook(cast("sys.UnraisableHookArgs", args))
 
 
 # Pools still running, closed at interpreter exit before threading joins the
@@ -434,7 +429,7 @@ class PoolExecutor(Executor):
             if chunksize < 1:
                 raise ValueError("chunksize must be >= 1")
         end_time = None if timeout is None else timeout + time.monotonic()
-        items = list(zip(*iterables))
+        items = list(zip(*iterables, strict=False))  # shortest wins, as in Executor.map
         size = chunksize or max(1, min(_MAX_AUTO_CHUNK, len(items) // (4 * self.max_workers)))
         futures: list[PoolFuture[tuple[list[T], BaseException | None]]] = []
         try:
@@ -498,7 +493,7 @@ class PoolExecutor(Executor):
         """Per-worker counters and the number of tasks queued or running."""
         per_worker, pending = self._core.stats()
         workers = tuple(WorkerStats(t.name, *counts)
-                        for t, counts in zip(self._threads, per_worker))
+                        for t, counts in zip(self._threads, per_worker, strict=True))
         return PoolStats(workers, sum(w.executed for w in workers),
                          sum(w.steals for w in workers), sum(w.parks for w in workers), pending)
 

@@ -16,7 +16,13 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 
-from fastconc._atomic cimport fc_atomic_i64, fc_atomic_ptr, fc_atomic_size, fc_atomic_uptr, fc_padded_i64
+from fastconc._atomic cimport (
+    fc_atomic_i64,
+    fc_atomic_ptr,
+    fc_atomic_size,
+    fc_atomic_uptr,
+    fc_padded_i64,
+)
 from fastconc._channel_c cimport Channel
 from fastconc._sync cimport fc_cond, fc_mutex
 

@@ -1,5 +1,6 @@
-# cython: language_level=3, freethreading_compatible=True, autotestdict=False
-# cython: boundscheck=False, wraparound=False
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
+# cython: boundscheck=False, wraparound=False, auto_pickle=False
+# cython: embedsignature=True, embedsignature.format=clinic
 """Compiled backend of WorkStealingDeque and WorkStealingPool.
 
 The deque is Chase-Lev with the memory orders of Le et al. 2013; the pool
@@ -42,7 +43,7 @@ from fastconc._atomic cimport (
     fc_uptr_init,
     fc_uptr_load_relaxed,
 )
-from fastconc._channel_c cimport ST_CLOSED, ST_NOMEM, ST_OK, ST_SIGNALS, Channel, _deadline
+from fastconc._channel_c cimport ST_CLOSED, ST_OK, Channel, _deadline
 from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
 from fastconc._sync cimport (
     FC_WAIT_CHECK_SIGNALS,
@@ -58,6 +59,8 @@ from fastconc._sync cimport (
     fc_mutex_unlock,
     fc_thread_id,
 )
+
+import types
 
 from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
 from fastconc.errors import Deadlock, Empty
@@ -279,6 +282,7 @@ cdef inline object steal_ref(PyObject *x):
     return o
 
 
+@cython.final
 cdef class WorkStealingDeque:
     """Chase-Lev work-stealing deque of Python objects.
 
@@ -355,6 +359,8 @@ cdef class WorkStealingDeque:
 
     def __repr__(self):
         return f"<{type(self).__name__} len={deque_len(&self.deque)}>"
+
+    __class_getitem__ = classmethod(types.GenericAlias)
 
 
 # The garbage collector must see the items a deque holds (a cycle through a
@@ -445,7 +451,7 @@ cdef class _DequeRace:
     def owner(self):
         """Push 0..n-1 in bursts (some large, to grow the array while thieves
         read it), popping part of each burst; then drain."""
-        cdef Py_ssize_t i = 0, j, burst, k
+        cdef Py_ssize_t i = 0, j, burst
         cdef PyObject *x
         cdef int me = self.takers - 1
         with nogil:
@@ -457,7 +463,7 @@ cdef class _DequeRace:
                         break
                     j += 1
                 i = j
-                for k in range(burst // 2 + 1):
+                for _ in range(burst // 2 + 1):
                     x = deque_take(&self.deque)
                     if x == NULL:
                         break
@@ -480,7 +486,8 @@ cdef class _DequeRace:
                 if x != NULL:
                     self._log(k, x)
                 # acquire: pairs with the owner's release of owner_done.
-                elif not lost and fc_size_load_acquire(&self.owner_done) and deque_len(&self.deque) == 0:
+                elif (not lost and fc_size_load_acquire(&self.owner_done)
+                        and deque_len(&self.deque) == 0):
                     break
 
     def taken(self):
@@ -812,7 +819,7 @@ cdef class _PoolCore:
         epoch moves.  A publisher bumps the epoch whenever it sees a sleeper,
         so a task published after our last look always wakes us."""
         cdef size_t key
-        cdef int st = PARK_WOKEN, r, spin = 1
+        cdef int st = PARK_WOKEN, spin = 1
         cdef int64_t remaining = -1
         cdef bint closed
         # seq_cst: pairs with the fence in _wake_one (see there).
@@ -843,7 +850,7 @@ cdef class _PoolCore:
                             st = PARK_TIMEOUT
                             break
                     # Signals are the main thread's business; workers just wait again.
-                    r = fc_cond_wait(&self.sleep_cond, &self.sleep_mutex, remaining, spin)
+                    fc_cond_wait(&self.sleep_cond, &self.sleep_mutex, remaining, spin)
                     spin = 0
                 fc_mutex_unlock(&self.sleep_mutex)
             return st

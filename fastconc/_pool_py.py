@@ -116,6 +116,7 @@ class _Call(_Task):
 
 class _FutureTask(_Task):
     __slots__ = ("future",)
+    future: Future[Any]
 
     def abandon(self, error: BaseException | None) -> None:
         abandon_future(self.future, error)
