@@ -292,7 +292,9 @@ cdef class WorkStealingDeque:
     exactly once, whoever wins a race for it.
     """
 
-    def __cinit__(self):
+    def __cinit__(self, *args, **kwargs):
+        if args or kwargs:
+            raise TypeError("WorkStealingDeque() takes no arguments")
         if deque_init(&self.deque) < 0:
             raise MemoryError("cannot allocate the deque")
         fc_uptr_init(&self.owner, 0)
@@ -301,9 +303,6 @@ cdef class WorkStealingDeque:
     def __dealloc__(self):
         if self.initialised:
             deque_free(&self.deque)
-
-    def __init__(self):
-        pass
 
     def __reduce__(self):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
