@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import collections
+import concurrent.futures as cf
 import queue
 import threading
 import time
@@ -28,10 +29,16 @@ __all__ = [
     "cross_thread",
     "cross_thread_batched",
     "deque_pairs",
+    "execute_join",
+    "fork_join",
+    "map_items",
+    "pool_contenders",
     "ring_contenders",
     "ring_pairs",
     "same_thread_pairs",
     "simplequeue_transfer",
+    "submit_result",
+    "submit_wait",
     "typed_transfer",
 ]
 
@@ -238,3 +245,71 @@ def simplequeue_transfer(src: array.array[Any], dst: array.array[Any]) -> None:
     for i in range(n):
         dst[i] = get()
     _join(t, "SimpleQueue transfer")
+
+
+# ---------------------------------------------------------------- pools
+
+
+def pool_contenders() -> list[tuple[str, Callable[[int], Any]]]:
+    """(name, max_workers -> executor): each backend's WorkStealingPool and
+    the stdlib ThreadPoolExecutor."""
+    found: list[tuple[str, Callable[[int], Any]]] = [
+        (f"WorkStealingPool[{name}]", ns.WorkStealingPool)
+        for name, ns in _impl.implementations().items()
+    ]
+    found.append(("ThreadPoolExecutor", cf.ThreadPoolExecutor))
+    return found
+
+
+def _noop() -> None:
+    pass
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def submit_result(pool: cf.Executor, n: int) -> None:
+    """n no-op tasks: submit them all, then collect every result."""
+    futures = [pool.submit(_noop) for _ in range(n)]
+    for f in futures:
+        f.result(JOIN_TIMEOUT)
+
+
+def submit_wait(pool: cf.Executor, n: int) -> None:
+    """The stdlib way to run n fire-and-forget tasks: submit, then wait."""
+    futures = [pool.submit(_noop) for _ in range(n)]
+    _, not_done = cf.wait(futures, timeout=JOIN_TIMEOUT)
+    if not_done:
+        raise RuntimeError(f"{len(not_done)} tasks still running after {JOIN_TIMEOUT}s")
+
+
+def execute_join(pool: Any, n: int) -> None:
+    """n no-op tasks through execute() (no Future), then join()."""
+    execute = pool.execute
+    for _ in range(n):
+        execute(_noop)
+    if not pool.join(JOIN_TIMEOUT):
+        raise RuntimeError(f"pool still busy after {JOIN_TIMEOUT}s")
+
+
+def map_items(pool: cf.Executor, n: int) -> None:
+    """map() a small Python function over n integers, results in order."""
+    for _ in pool.map(_square, range(n), timeout=JOIN_TIMEOUT):
+        pass
+
+
+def _fib(pool: cf.Executor, n: int) -> int:
+    if n < 2:
+        return n
+    branch = pool.submit(_fib, pool, n - 1)
+    return _fib(pool, n - 2) + branch.result()
+
+
+def fork_join(pool: Any, n: int) -> int:
+    """Recursive fib(n) that submits one branch and waits for it (needs the
+    pool to help while waiting; ThreadPoolExecutor would deadlock).
+    Returns the steals it caused."""
+    before = pool.stats().steals
+    pool.submit(_fib, pool, n).result(JOIN_TIMEOUT)
+    return int(pool.stats().steals - before)
