@@ -141,6 +141,14 @@ class PoolFuture(Future[T]):
             self._callback_list = []
         return self._callback_list
 
+    @_waiters.setter
+    def _waiters(self, value: list[Any]) -> None:
+        self._waiter_list = value
+
+    @_done_callbacks.setter
+    def _done_callbacks(self, value: list[Callable[[Future[Any]], object]]) -> None:
+        self._callback_list = value
+
     def _invoke_callbacks(self) -> None:
         if self._callback_list is not None:
             super()._invoke_callbacks()  # type: ignore[misc]
@@ -178,7 +186,7 @@ class PoolFuture(Future[T]):
                 if self._state not in _DONE_STATES:
                     self._wait(timeout)
                 if self._state == _FINISHED:
-                    if self._exception is not None:
+                    if self._exception:  # truthiness, as Future.result tests it
                         raise self._exception
                     return self._result  # type: ignore[no-any-return]
                 if self._state in _CANCELLED_STATES:
@@ -267,7 +275,7 @@ def abandon_future(future: Future[Any], error: BaseException | None) -> None:
             if future.cancel():
                 future.set_running_or_notify_cancel()
         elif future.set_running_or_notify_cancel():
-            future.set_exception(error)
+            future.set_exception(fresh_error(error))
     except BaseException as exc:
         unraisable(exc, "closing a WorkStealingPool")
 

@@ -83,9 +83,11 @@ cdef class _PoolCore:
     cdef fc_mutex join_mutex
     cdef fc_cond join_cond
     cdef fc_atomic_size join_waiters
-    # Closing: closed_error is written once, before closed is set (release).
+    # Closing: under _close_lock, closed_error is written once, then the
+    # injector closed, then closed set (release).
     cdef fc_atomic_size closed
     cdef object closed_error
+    cdef object _close_lock
     cdef object error_handler
     cdef bint initialised
     cdef object __weakref__

@@ -14,7 +14,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 from fastconc._atomic cimport (
     fc_fence_release,
@@ -60,6 +60,7 @@ from fastconc._sync cimport (
     fc_thread_id,
 )
 
+import threading
 import types
 
 from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
@@ -111,8 +112,9 @@ cdef DequeArray *array_new(int64_t slots) noexcept nogil:
     cdef DequeArray *a
     if slots <= 0 or <size_t>slots > (PY_SSIZE_T_MAX - sizeof(DequeArray)) // sizeof(fc_atomic_ptr):
         return NULL
-    # libc malloc: called without the GIL attached on the growth path.
-    a = <DequeArray *>malloc(sizeof(DequeArray) + <size_t>slots * sizeof(fc_atomic_ptr))
+    # libc calloc: may run without the GIL attached (the nogil race test);
+    # zeroed so a thief that loses its race never even reads garbage.
+    a = <DequeArray *>calloc(1, sizeof(DequeArray) + <size_t>slots * sizeof(fc_atomic_ptr))
     if a == NULL:
         return NULL
     a.mask = slots - 1
@@ -640,6 +642,7 @@ cdef class _PoolCore:
         self.nworkers = nworkers
         self.injector = Channel(PY_SSIZE_T_MAX)
         self.error_handler = error_handler
+        self._close_lock = threading.Lock()
 
     # ------------------------------------------------------------ submitting
 
@@ -759,7 +762,8 @@ cdef class _PoolCore:
         if self.injector._recv(batch, INJECTOR_BATCH, &got, 0) == ST_OK and got:
             # The rest go into our (empty, DEQUE_FIRST_SLOTS-sized) deque,
             # where idle workers can steal them.
-            for i in range(1, got):
+            # Newest first, so our LIFO pops keep submission order.
+            for i in range(got - 1, 0, -1):
                 # Cannot fail: the deque is empty and arrays never shrink
                 # below DEQUE_FIRST_SLOTS.  Fail the task rather than lose
                 # it if that ever changes.
@@ -894,18 +898,30 @@ cdef class _PoolCore:
         cdef int st
         if w is None:
             raise RuntimeError("help_until() is for the pool's own workers")
-        while not future.done():
-            x = self._find(w)
-            if x == NULL:
-                if not watching:
-                    future.add_done_callback(self._future_done)
-                    watching = True
-                st = self._park(w, deadline, future, &x)
-                if st == PARK_TIMEOUT:
+        try:
+            while not future.done():
+                if deadline != FOREVER and fc_monotonic_ns() >= deadline:
                     return
-                if st != PARK_FOUND:
-                    continue
-            self._run(w, x)
+                x = self._find(w)
+                if x == NULL:
+                    if not watching:
+                        watching = True
+                        # One wake-up callback per future, however many
+                        # timed-out waits came before.
+                        if not getattr(future, "_fc_watched", False):
+                            future._fc_watched = True
+                            future.add_done_callback(self._future_done)
+                    st = self._park(w, deadline, future, &x)
+                    if st == PARK_TIMEOUT:
+                        return
+                    if st != PARK_FOUND:
+                        continue
+                self._run(w, x)
+        finally:
+            if watching:
+                # Leaving may have swallowed a wake-up meant for a new task
+                # (both bump the epoch): pass one on.
+                self._wake_one()
 
     # ------------------------------------------------------------ errors
 
@@ -926,8 +942,6 @@ cdef class _PoolCore:
         # seq_cst: see _task_done.
         if fc_i64_load_seq_cst(&self.pending) == 0:
             return True
-        if deadline == 0:
-            return False
         fc_size_fetch_add_seq_cst(&self.join_waiters, 1)
         try:
             while True:
@@ -963,13 +977,19 @@ cdef class _PoolCore:
         cdef PyObject *x
         cdef Py_ssize_t got = 0
         cdef _Worker w
-        if not fc_size_load_acquire(&self.closed):
-            self.closed_error = error
-            # release: publishes closed_error to the acquire loads of closed.
+        with self._close_lock:
+            # One writer for closed_error (close() can race itself: shutdown,
+            # a failed initializer in each worker, the finalizer, exit).
+            if self.closed_error is None:
+                self.closed_error = error
+            # Closed under the injector's mutex: a submission either got in
+            # before (and will run or be drained below) or is refused.  Only
+            # then may a worker read `closed` as "nothing more can arrive"
+            # (park() exits on it after finding the injector empty).
+            self.injector._close(False)
+            # release: publishes closed_error (and the injector's close) to
+            # the acquire loads of closed.
             fc_size_store_release(&self.closed, 1)
-        # Closed under the injector's mutex: a submission either got in
-        # before (and will run or be drained below) or is refused.
-        self.injector._close(False)
         if cancel_futures:
             while self.injector._recv(&x, 1, &got, 0) == ST_OK and got:
                 self._abandon(x, fail_with)

@@ -343,6 +343,10 @@ class _PoolCore:
                 else:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._wakeup.wait(remaining):
+                        # A notify() that raced the timeout counted us as
+                        # woken: pass it on rather than lose it.
+                        if self._sleepers > 1:
+                            self._wakeup.notify()
                         return "timeout", None
                 return "woken", None
             finally:
@@ -375,18 +379,30 @@ class _PoolCore:
             raise RuntimeError("help_until() is for the pool's own workers")
         deadline = _deadline(timeout)
         watching = False
-        while not future.done():
-            task = self._find(worker)
-            if task is None:
-                if not watching:
-                    future.add_done_callback(self._future_done)
-                    watching = True
-                state, task = self._park(worker, deadline, future)
-                if state == "timeout":
+        try:
+            while not future.done():
+                if deadline is not None and time.monotonic() >= deadline:
                     return
-                if state != "found":
-                    continue
-            self._run(worker, task)
+                task = self._find(worker)
+                if task is None:
+                    if not watching:
+                        watching = True
+                        # One wake-up callback per future, however many
+                        # timed-out waits came before.
+                        if not getattr(future, "_fc_watched", False):
+                            future._fc_watched = True  # type: ignore[attr-defined]
+                            future.add_done_callback(self._future_done)
+                    state, task = self._park(worker, deadline, future)
+                    if state == "timeout":
+                        return
+                    if state != "found":
+                        continue
+                self._run(worker, task)
+        finally:
+            if watching and self._sleepers:
+                # Leaving may have swallowed a notify() meant for a new task.
+                with self._lock:
+                    self._wakeup.notify()
 
     def report(self, exc: BaseException) -> None:
         report_error(self.error_handler, exc)

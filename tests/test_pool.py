@@ -426,6 +426,45 @@ def test_result_timeout_inside_a_worker(pool):
     assert waiting.result(T) is True
 
 
+def test_result_timeout_inside_a_worker_is_kept_while_helping(impl):
+    """Helping must stop at the deadline even when there is always more work:
+    each queued task takes at least 10 ms, the timeout is 50 ms, so helping
+    through all 50 would mean the timeout was ignored."""
+    with impl.WorkStealingPool(2) as p:
+        release = threading.Event()
+        held = threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(T)
+
+        waiting = p.submit(hold)
+        assert held.wait(T)
+        ran: list[int] = []
+
+        def work(i: int) -> None:
+            threading.Event().wait(0.01)  # simulated work, not synchronisation
+            ran.append(i)
+
+        def inner() -> int:
+            for i in range(50):
+                p.execute(work, i)
+            with pytest.raises(cf.TimeoutError):
+                waiting.result(timeout=0.05)
+            for _ in range(20):
+                with pytest.raises(cf.TimeoutError):
+                    waiting.exception(timeout=0)
+            return len(ran)
+
+        helped = p.submit(inner).result(T)
+        assert helped < 50
+        # However many waits timed out, one wake-up callback at most.
+        assert len(waiting._done_callbacks) <= 1
+        release.set()
+        assert p.join(T)
+        assert sorted(ran) == list(range(50))
+
+
 def test_many_external_submitters(impl, threads):
     n, submitters = 2000, 4
     with impl.WorkStealingPool(2) as p:
