@@ -130,20 +130,20 @@ class PoolFuture(Future[T]):
     # as_completed() hold it too), except _invoke_callbacks, which runs once
     # the state is final and no callback can be added any more.
     @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]
+    def _waiters(self) -> list[Any]:
         if self._waiter_list is None:
             self._waiter_list = []
         return self._waiter_list
+
+    @_waiters.setter
+    def _waiters(self, value: list[Any]) -> None:
+        self._waiter_list = value
 
     @property
     def _done_callbacks(self) -> list[Callable[[Future[Any]], object]]:
         if self._callback_list is None:
             self._callback_list = []
         return self._callback_list
-
-    @_waiters.setter
-    def _waiters(self, value: list[Any]) -> None:
-        self._waiter_list = value
 
     @_done_callbacks.setter
     def _done_callbacks(self, value: list[Callable[[Future[Any]], object]]) -> None:
