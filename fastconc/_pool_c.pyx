@@ -62,6 +62,7 @@ from fastconc._sync cimport (
 
 import threading
 import types
+from concurrent.futures import _base as _futures_base
 
 from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
 from fastconc.errors import Deadlock, Empty
@@ -96,6 +97,12 @@ cdef enum:
     STEAL_RETRIES = 4
 
 cdef int64_t FOREVER = -1
+
+# Future states that end a wait; help_until reads PoolFuture._state directly
+# (a plain attribute, no lock: only a hint to stop helping, and the epoch
+# protocol in _park covers a stale read).
+cdef tuple _DONE_STATES = (_futures_base.CANCELLED, _futures_base.CANCELLED_AND_NOTIFIED,
+                           _futures_base.FINISHED)
 
 # park() outcomes.
 cdef enum:
@@ -838,7 +845,7 @@ cdef class _PoolCore:
             if out[0] != NULL:
                 return PARK_FOUND
             if future is not None:
-                if future.done():
+                if future._state in _DONE_STATES:
                     return PARK_DONE
             elif closed:
                 return PARK_CLOSED
@@ -899,7 +906,7 @@ cdef class _PoolCore:
         if w is None:
             raise RuntimeError("help_until() is for the pool's own workers")
         try:
-            while not future.done():
+            while future._state not in _DONE_STATES:
                 if deadline != FOREVER and fc_monotonic_ns() >= deadline:
                     return
                 x = self._find(w)
