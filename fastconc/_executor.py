@@ -55,8 +55,8 @@ class _Core(Protocol):
                 kwargs: dict[str, Any]) -> None: ...
     def submit(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> None: ...
-    def submit_batch(self, future: Future[Any], fn: Callable[..., object],
-                     items: list[tuple[Any, ...]]) -> None: ...
+    def submit_batch(self, future: Future[Any], fn: Callable[..., object], items: list[Any],
+                     star: bool) -> None: ...
     def run(self, index: int) -> None: ...
     def owns_current_thread(self) -> bool: ...
     def help_until(self, future: Future[Any], timeout: float | None) -> None: ...
@@ -437,13 +437,16 @@ class PoolExecutor(Executor):
             if chunksize < 1:
                 raise ValueError("chunksize must be >= 1")
         end_time = None if timeout is None else timeout + time.monotonic()
-        items = list(zip(*iterables, strict=False))  # shortest wins, as in Executor.map
+        # One iterable (the usual case): call fn(x), no argument tuples.
+        star = len(iterables) != 1
+        items: list[Any] = (list(zip(*iterables, strict=False)) if star  # shortest wins
+                            else list(iterables[0]))
         size = chunksize or max(1, min(_MAX_AUTO_CHUNK, len(items) // (4 * self.max_workers)))
         futures: list[PoolFuture[tuple[list[T], BaseException | None]]] = []
         try:
             for start in range(0, len(items), size):
                 future: PoolFuture[tuple[list[T], BaseException | None]] = PoolFuture(self._core)
-                self._core.submit_batch(future, fn, items[start:start + size])
+                self._core.submit_batch(future, fn, items[start:start + size], star)
                 futures.append(future)
         except BaseException:
             for future in futures:

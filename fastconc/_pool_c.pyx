@@ -566,9 +566,11 @@ cdef class _FutureCall(_Task):
 @cython.no_gc
 cdef class _BatchCall(_Task):
     """One chunk of map(): the future gets (results, first_exception_or_None);
-    the chunk stops at its first failure."""
+    the chunk stops at its first failure.  star: items are argument tuples
+    (map over several iterables), else single arguments."""
     cdef object future
     cdef list items
+    cdef bint star
 
     cdef int run(self, _PoolCore core) except -1:
         cdef object future = self.future
@@ -578,8 +580,12 @@ cdef class _BatchCall(_Task):
         if not future.set_running_or_notify_cancel():
             return 0
         try:
-            for args in self.items:
-                results.append(fn(*args))
+            if self.star:
+                for args in self.items:
+                    results.append(fn(*args))
+            else:
+                for arg in self.items:
+                    results.append(fn(arg))
         except BaseException as exc:
             failure = exc
         future.set_result((results, failure))
@@ -715,11 +721,12 @@ cdef class _PoolCore:
         call.kwargs = kwargs
         self._push(call)
 
-    def submit_batch(self, future, fn, list items):
+    def submit_batch(self, future, fn, list items, bint star):
         cdef _BatchCall call = _BatchCall.__new__(_BatchCall)
         call.future = future
         call.fn = fn
         call.items = items
+        call.star = star
         self._push(call)
 
     # ------------------------------------------------------------ waking

@@ -145,13 +145,14 @@ class _FutureCall(_FutureTask):
 
 
 class _BatchCall(_FutureTask):
-    __slots__ = ("items",)
+    __slots__ = ("items", "star")
 
-    def __init__(self, future: Future[Any], fn: Callable[..., object],
-                 items: list[tuple[Any, ...]]) -> None:
+    def __init__(self, future: Future[Any], fn: Callable[..., object], items: list[Any],
+                 star: bool) -> None:
         self.future = future
         self.fn = fn
         self.items = items
+        self.star = star
 
     def run(self, core: _PoolCore) -> None:
         future = self.future
@@ -161,8 +162,12 @@ class _BatchCall(_FutureTask):
         results: list[object] = []
         failure: BaseException | None = None
         try:
-            for args in self.items:
-                results.append(fn(*args))
+            if self.star:
+                for args in self.items:
+                    results.append(fn(*args))
+            else:
+                for arg in self.items:
+                    results.append(fn(arg))
         except BaseException as exc:
             failure = exc
         future.set_result((results, failure))
@@ -250,9 +255,9 @@ class _PoolCore:
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         self._push(_FutureCall(future, fn, args, kwargs))
 
-    def submit_batch(self, future: Future[Any], fn: Callable[..., object],
-                     items: list[tuple[Any, ...]]) -> None:
-        self._push(_BatchCall(future, fn, items))
+    def submit_batch(self, future: Future[Any], fn: Callable[..., object], items: list[Any],
+                     star: bool) -> None:
+        self._push(_BatchCall(future, fn, items, star))
 
     def _future_done(self, future: Future[Any]) -> None:
         with self._lock:
