@@ -30,6 +30,11 @@ if op == "put":
     q.put("fill")
 if op == "join":
     q.put("unfinished")
+if op.startswith("pool_"):
+    import threading
+    pool = ns.WorkStealingPool(1)
+    gate = threading.Event()
+    held = pool.submit(gate.wait, 3600)
 calls = {
     "recv": lambda: ch.recv(),
     "recv_timeout": lambda: ch.recv(timeout=3600),
@@ -39,6 +44,8 @@ calls = {
     "get": lambda: q.get(),
     "put": lambda: q.put("x"),
     "join": lambda: q.join(),
+    "pool_join": lambda: pool.join(),
+    "pool_result": lambda: held.result(),
 }
 print("ready", flush=True)
 try:
@@ -58,10 +65,13 @@ elif op == "put":
     assert q.get() == "fill" and q.qsize() == 0
 elif op == "join":
     q.get(); q.task_done(); q.join()
+elif op.startswith("pool_"):
+    gate.set(); assert held.result() is True and pool.join(); pool.shutdown()
 print("interrupted", caught, flush=True)
 """
 
-OPS = ["recv", "recv_timeout", "recv_many", "send", "send_many", "get", "put", "join"]
+OPS = ["recv", "recv_timeout", "recv_many", "send", "send_many", "get", "put", "join",
+       "pool_join", "pool_result"]
 
 
 def thread_state(pid: int) -> str:
@@ -80,7 +90,7 @@ def test_sigint_interrupts_blocked_call(backend, op, record_property):
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        # Wait (bounded) until the child's only thread sleeps in the call.
+        # Wait (bounded) until the child's main thread sleeps in the call.
         give_up = time.monotonic() + JOIN_TIMEOUT
         while thread_state(proc.pid) != "S":
             assert time.monotonic() < give_up, "child never blocked"
