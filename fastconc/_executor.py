@@ -399,8 +399,16 @@ class PoolExecutor(Executor):
             threading.Thread(target=_worker, name=f"{prefix}_{i}",
                              args=(self._core, i, initializer, initargs))
             for i in range(max_workers))
-        for t in self._threads:
-            t.start()
+        try:
+            for t in self._threads:
+                t.start()
+        except BaseException:
+            # e.g. "can't start new thread": leave no half-built pool running.
+            self._core.close(PoolClosed("the pool failed to start"), True)
+            for t in self._threads:
+                if t.ident is not None:
+                    t.join()
+            raise
         _live.add(self)
         # A pool dropped without shutdown() still lets its workers finish
         # and exit: they hold only the core, never the pool.

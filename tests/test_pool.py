@@ -552,6 +552,24 @@ def test_pool_dropped_without_shutdown_lets_workers_exit(impl):
         assert not t.is_alive()
 
 
+def test_failed_thread_start_leaves_nothing_running(impl, monkeypatch):
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="start new thread"):
+        impl.WorkStealingPool(3)
+    monkeypatch.undo()
+    started[0].join(T)
+    assert not started[0].is_alive()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_interpreter_exits_cleanly_with_a_running_pool(backend, tmp_path):
     load_backend(backend)  # skip the compiled one when it is not built
