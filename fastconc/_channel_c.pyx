@@ -394,7 +394,7 @@ cdef class _BlockingRing:
 cdef int _ring_traverse(_BlockingRing self, gc_visit_t visit, void *arg) noexcept:
     cdef Py_ssize_t i
     cdef int e = 0
-    e = visit_heap_type(<PyObject *>self, visit, arg)
+    e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>_ring_traverse)
     if e:
         return e
     # Blocking with the GIL held is allowed by the locking rule (_channel_c.pxd).

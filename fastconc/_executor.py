@@ -298,10 +298,16 @@ _live: weakref.WeakSet[PoolExecutor] = weakref.WeakSet()
 _exiting = False
 
 
+# Guards _live and _exiting: a pool created on another thread while the
+# interpreter exits is either seen by _python_exit or refused.
+_global_lock = threading.Lock()
+
+
 def _python_exit() -> None:
     global _exiting
-    _exiting = True
-    pools = list(_live)
+    with _global_lock:
+        _exiting = True
+        pools = list(_live)
     for pool in pools:
         pool._core.close(PoolClosed("cannot schedule new futures after interpreter shutdown"),
                          False)
@@ -389,8 +395,6 @@ class PoolExecutor(Executor):
         if not isinstance(thread_name_prefix, str):
             raise TypeError("thread_name_prefix must be a str")
         initargs = tuple(initargs)
-        if _exiting:
-            raise RuntimeError("cannot create a pool after interpreter shutdown started")
         self._core = self._core_type(max_workers, error_handler)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -400,8 +404,12 @@ class PoolExecutor(Executor):
                              args=(self._core, i, initializer, initargs))
             for i in range(max_workers))
         try:
-            for t in self._threads:
-                t.start()
+            with _global_lock:
+                if _exiting:
+                    raise RuntimeError("cannot create a pool after interpreter shutdown started")
+                for t in self._threads:
+                    t.start()
+                _live.add(self)
         except BaseException:
             # e.g. "can't start new thread": leave no half-built pool running.
             self._core.close(PoolClosed("the pool failed to start"), True)
@@ -409,7 +417,6 @@ class PoolExecutor(Executor):
                 if t.ident is not None:
                     t.join()
             raise
-        _live.add(self)
         # A pool dropped without shutdown() still lets its workers finish
         # and exit: they hold only the core, never the pool.
         weakref.finalize(self, self._core.close,

@@ -17,10 +17,16 @@ cdef extern from "Python.h":
     GcType *gc_type_of "Py_TYPE" (PyObject *o)
 
 
-cdef inline int visit_heap_type(PyObject *self, gc_visit_t visit, void *arg) noexcept:
-    """Instances of heap types must visit their type (Python 3.9+)."""
+cdef inline int visit_heap_type(PyObject *self, gc_visit_t visit, void *arg,
+                                gc_traverse_t own) noexcept:
+    """Instances of heap types must visit their type (Python 3.9+), once.
+
+    `own` is the hook calling this.  When the instance's type has another
+    tp_traverse, it is a Python subclass whose subtype_traverse has already
+    visited the type before chaining to us: visiting it again would make the
+    collector count one reference too many and clear a live class."""
     cdef GcType *tp = gc_type_of(self)
-    if PyType_GetFlags(tp) & Py_TPFLAGS_HEAPTYPE:
+    if tp.tp_traverse == own and PyType_GetFlags(tp) & Py_TPFLAGS_HEAPTYPE:
         return visit(<PyObject *>tp, arg)
     return 0
 

@@ -379,7 +379,7 @@ cdef int _deque_traverse(PyObject *o, gc_visit_t visit, void *arg) noexcept:
     cdef WorkStealingDeque self = <WorkStealingDeque>o
     cdef DequeArray *a
     cdef int64_t i, t, b
-    cdef int r = visit_heap_type(o, visit, arg)
+    cdef int r = visit_heap_type(o, visit, arg, <gc_traverse_t>_deque_traverse)
     if r or not self.initialised:
         return r
     # relaxed: the world is stopped for the collector (see above).

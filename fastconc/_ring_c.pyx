@@ -249,8 +249,10 @@ cdef class RingBuffer:
         pushed.  A non-sequence iterable is read to the end first, so no item
         is consumed without being pushed."""
         cdef Py_ssize_t n = 0
-        if not isinstance(items, (list, tuple)):
-            items = list(items)
+        # A tuple snapshot: without the GIL another thread may change a list
+        # while we walk it (tuple(list) copies it atomically on 3.13t).
+        if type(items) is not tuple:
+            items = tuple(items)
         for item in items:
             if not self._push(item):
                 break
@@ -302,7 +304,7 @@ cdef class RingBuffer:
 cdef int _ring_traverse(RingBuffer self, gc_visit_t visit, void *arg) noexcept:
     cdef size_t pos, head, tail
     cdef Cell *cell
-    cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
+    cdef int e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>_ring_traverse)
     if e or self.cells == NULL:
         return e
     # acquire: pairs with the release stores of the cells' seq (and orders
@@ -436,9 +438,11 @@ cdef class SpscRingBuffer:
         _claim(&self.prod, "SpscRingBuffer", "push")
         # Materialise first: reading an iterator (or a list subclass) runs
         # Python code that may push to this ring; the indices are read only
-        # after that, and the loop below runs no Python code.
-        if type(items) is not list and type(items) is not tuple:
-            items = list(items)
+        # after that, and the loop below runs no Python code.  Lists too:
+        # without the GIL another thread could change one under the loop
+        # (tuple(list) copies it atomically on 3.13t).
+        if type(items) is not tuple:
+            items = tuple(items)
         # relaxed: only this (producer) thread writes the producer index.
         tail = fc_size_load_relaxed(&self.prod.index)
         start = tail
@@ -525,7 +529,7 @@ cdef class SpscRingBuffer:
 
 cdef int _spsc_traverse(SpscRingBuffer self, gc_visit_t visit, void *arg) noexcept:
     cdef size_t pos, tail
-    cdef int e = visit_heap_type(<PyObject *>self, visit, arg)
+    cdef int e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>_spsc_traverse)
     if e or self.slots == NULL:
         return e
     # acquire on the producer index: the slots it published are visible.

@@ -138,7 +138,9 @@ class RingBuffer(_DequeRing):
     def push_many(self, items: Iterable[Any]) -> int:
         """Push items in order until one does not fit; return how many were
         pushed.  A non-sequence iterable is read to the end first."""
-        batch = items if isinstance(items, (list, tuple)) else list(items)
+        # A tuple snapshot: len() and the slice must see the same items even
+        # if another thread changes a list argument meanwhile (no GIL).
+        batch = items if type(items) is tuple else tuple(items)
         with self._lock:
             n = min(len(batch), self._capacity - len(self._items))
             self._items.extend(batch[:n])
@@ -186,7 +188,7 @@ class SpscRingBuffer(_DequeRing):
         """Push items in order until one does not fit; return how many were
         pushed (producer thread only)."""
         self._producer.claim("SpscRingBuffer", "push")
-        batch = items if isinstance(items, (list, tuple)) else list(items)
+        batch = items if type(items) is tuple else tuple(items)  # see RingBuffer.push_many
         n = min(len(batch), self._capacity - len(self._items))
         self._items.extend(batch[:n])
         return n
@@ -318,7 +320,11 @@ class TypedRingBuffer:
         return out
 
     def __len__(self) -> int:
-        return self._tail - self._head
+        # Head first: read from a third thread, tail read later can only be
+        # larger, so the difference never goes negative (without the GIL the
+        # two reads are not one step); clamp the other end the same way.
+        head = self._head
+        return min(self._tail - head, self._capacity)
 
     def is_empty(self) -> bool:
         """True when nothing is in the ring (a snapshot)."""

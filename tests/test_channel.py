@@ -379,3 +379,19 @@ def test_send_many_partial_when_closed_midway(impl, threads):
     (sent,) = result
     rest = list(ch)
     assert 2 <= sent <= 10 and rest == list(range(1, sent))
+
+
+def test_python_subclass_survives_a_collection(impl):
+    """The collector must see a subclass's type once: visiting it from both
+    the subclass's and our traverse hook made gc clear a live class."""
+    import gc
+
+    for base in (impl.Channel, impl.Queue):
+        sub = type("Sub", (base,), {"x": 42})
+        obj = sub(4)
+        assert [r for r in gc.get_referents(obj) if r is sub] in ([], [sub])
+        obj.put(obj) if base is impl.Queue else obj.send(obj)  # a cycle through it
+        del obj
+        gc.collect()
+        assert sub.x == 42 and sub.__mro__[0] is sub
+        assert sub(2).x == 42

@@ -268,6 +268,7 @@ def test_submit_after_shutdown_is_pool_closed(impl):
 # ---------------------------------------------------------------- execute / join
 
 
+@pytest.mark.thread_unsafe(reason="counts everything the shared pool ran")
 def test_execute_and_join(pool):
     results: list[int] = []
     lock = threading.Lock()
@@ -338,6 +339,7 @@ def test_base_exceptions_in_tasks_do_not_kill_workers(impl):
         assert p.submit(abs, -1).result(T) == 1
 
 
+@pytest.mark.thread_unsafe(reason="holds every worker of the shared pool")
 def test_join_times_out_while_work_is_running(pool):
     release = blocker(pool, 2)
     assert pool.join(0) is False
@@ -410,6 +412,7 @@ def test_map_inside_a_worker_helps_too(impl):
         assert p.submit(lambda: sum(p.map(abs, range(-50, 0), chunksize=5))).result(T) == 1275
 
 
+@pytest.mark.thread_unsafe(reason="holds a worker of the shared pool")
 def test_result_timeout_inside_a_worker(pool):
     release = threading.Event()
     waiting = pool.submit(release.wait, T)
