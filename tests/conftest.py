@@ -73,6 +73,9 @@ class Threads:
     re-raise the first exception any of them hit."""
 
     def __init__(self) -> None:
+        # A lock because under pytest-run-parallel several copies of one
+        # test share this fixture: a thread is listed only once started.
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.errors: list[BaseException] = []
 
@@ -84,12 +87,15 @@ class Threads:
                 self.errors.append(exc)
 
         t = threading.Thread(target=run, daemon=True)
-        self._threads.append(t)
         t.start()
+        with self._lock:
+            self._threads.append(t)
         return t
 
     def join(self, timeout: float = JOIN_TIMEOUT) -> None:
-        for t in self._threads:
+        with self._lock:
+            started = list(self._threads)
+        for t in started:
             t.join(timeout)
             assert not t.is_alive(), f"thread {t.name} still running after {timeout}s"
         if self.errors:
