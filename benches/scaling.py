@@ -13,7 +13,8 @@ Run by tox (``tox -e scaling``), which builds py313-c and py313t-c and passes
 their interpreters here::
 
     python benches/scaling.py --python .tox/py313-c/bin/python \\
-        --python .tox/py313t-c/bin/python --png docs/scaling.png
+        --python .tox/py313t-c/bin/python --png docs/scaling.png \\
+        --json docs/scaling.json
 
 Each interpreter runs ``--measure`` in a subprocess and prints JSON; this
 process collects it, prints the tables and draws the plot (matplotlib).
@@ -38,7 +39,7 @@ from typing import Any
 
 ITEMS = int(float(os.environ.get("FASTCONC_SCALING_ITEMS", "1000000")))
 TASKS = int(float(os.environ.get("FASTCONC_SCALING_TASKS", "2000")))
-ROUNDS = int(os.environ.get("FASTCONC_SCALING_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("FASTCONC_SCALING_ROUNDS", "5"))
 THREADS = (1, 2)
 JOIN_TIMEOUT = 600.0
 
@@ -183,13 +184,14 @@ def _stdlib_queue(pairs: int, n: int) -> float:
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    lines = [f"Queues: {ITEMS:,} items, P producers + P consumers, capacity 1024 (items/s)",
+    lines = [f"Queues: {runs[0]['items']:,} items, P producers + P consumers, capacity 1024"
+             " (items/s)",
              "| build | queue | P=1 | P=2 | 2 vs 1 |", "|---|---|---|---|---|"]
     for r in runs:
         for name, by in r["queues"].items():
             lines.append(f"| {r['build']} | {name} | {by['1']:,.0f} | {by['2']:,.0f} | "
                          f"{by['2'] / by['1']:.2f}x |")
-    lines += ["", f"CPU-bound: {TASKS:,} x sum(range(10_000)) (tasks/s)",
+    lines += ["", f"CPU-bound: {runs[0]['tasks']:,} x sum(range(10_000)) (tasks/s)",
               "| build | pool | 1 worker | 2 workers | speed-up |", "|---|---|---|---|---|"]
     for r in runs:
         for name, by in r["cpu"].items():
@@ -206,16 +208,18 @@ def plot(runs: list[dict[str, Any]], path: str) -> None:
 
     fig, (ax_q, ax_c) = plt.subplots(1, 2, figsize=(11, 4.5))
     styles = {False: "-", True: "--"}  # free-threaded solid, GIL dashed
+    colors = {"Channel": "tab:blue", "RingBuffer": "tab:green", "queue.Queue": "tab:gray",
+              "WorkStealingPool": "tab:blue", "ThreadPoolExecutor": "tab:gray"}
     for r in runs:
         for name, by in r["queues"].items():
             ax_q.plot(THREADS, [by[str(k)] / 1e6 for k in THREADS], styles[r["gil"]],
-                      marker="o", label=f"{name} ({r['build']})")
+                      color=colors[name], marker="o", label=f"{name} ({r['build']})")
         for name, by in r["cpu"].items():
             ax_c.plot(THREADS, [by[str(k)] for k in THREADS], styles[r["gil"]],
-                      marker="o", label=f"{name} ({r['build']})")
-    ax_q.set(title=f"{ITEMS:,} items, P producers + P consumers",
+                      color=colors[name], marker="o", label=f"{name} ({r['build']})")
+    ax_q.set(title=f"{runs[0]['items']:,} items, P producers + P consumers",
              xlabel="P (threads per side)", ylabel="million items / s", xticks=THREADS)
-    ax_c.set(title=f"{TASKS:,} CPU-bound Python tasks", xlabel="workers",
+    ax_c.set(title=f"{runs[0]['tasks']:,} CPU-bound Python tasks", xlabel="workers",
              ylabel="tasks / s", xticks=THREADS)
     for ax in (ax_q, ax_c):
         ax.grid(alpha=0.3)
@@ -234,7 +238,11 @@ def main() -> None:
     ap.add_argument("--python", action="append", default=[], help="interpreter to measure")
     ap.add_argument("--png", help="write the plot here")
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--replot", metavar="JSON", help="only redraw --png from a saved --json")
     args = ap.parse_args()
+    if args.replot:
+        replot(args.replot, args.png or "scaling.png")
+        return
     if args.measure:
         print(json.dumps(measure()))
         return
@@ -242,18 +250,27 @@ def main() -> None:
     for exe in args.python or [sys.executable]:
         # From a neutral folder, so the uncompiled source tree cannot shadow
         # the installed package.
-        out = subprocess.run([exe, os.path.abspath(__file__), "--measure"], check=True,
+        out = subprocess.run([exe, os.path.abspath(__file__), "--measure"],
                              capture_output=True, text=True, cwd=os.path.expanduser("~"),
                              timeout=3600)
+        if out.returncode:
+            sys.exit(f"{exe} --measure failed:\n{out.stderr}")
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {runs[-1]['build']} ({exe})", file=sys.stderr)
     print(table(runs))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(runs, f, indent=1)
     if args.png:
         plot(runs, args.png)
         print(f"plot written to {args.png}", file=sys.stderr)
+
+
+def replot(json_path: str, png: str) -> None:
+    """Redraw the plot from a saved --json file (no measuring)."""
+    with open(json_path) as f:
+        plot(json.load(f), png)
 
 
 if __name__ == "__main__":

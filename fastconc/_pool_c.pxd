@@ -57,6 +57,8 @@ cdef class _PoolCore
 
 cdef class _Worker:
     cdef Deque deque
+    # Thread id running run(index), 0 before: a Chase-Lev deque has one owner.
+    cdef fc_atomic_uptr runner
     cdef _PoolCore core
     cdef Py_ssize_t index
     cdef uint64_t rng                  # xorshift state for picking victims

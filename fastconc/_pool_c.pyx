@@ -610,6 +610,7 @@ cdef class _Worker:
         fc_size_init(&self.executed, 0)
         fc_size_init(&self.steals, 0)
         fc_size_init(&self.parks, 0)
+        fc_uptr_init(&self.runner, 0)
         self.initialised = True
 
     def __dealloc__(self):
@@ -879,11 +880,19 @@ cdef class _PoolCore:
         """The worker loop of thread `index`; returns once the pool is closed
         and no work is left."""
         global fc_current_worker
-        cdef _Worker w = <_Worker>self.workers[index]
+        cdef _Worker w
         cdef PyObject *x
         cdef int st
+        cdef uintptr_t nobody = 0
+        if not 0 <= index < self.nworkers:  # boundscheck is off in this module
+            raise IndexError(f"no worker {index}")
+        w = <_Worker>self.workers[index]
         if fc_current_worker != NULL:
             raise RuntimeError("this thread already runs a pool worker")
+        # relaxed CAS: only decides which thread owns this worker's deque
+        # (Chase-Lev allows one owner); the deque's own atomics order the data.
+        if not fc_uptr_cas_strong_relaxed(&w.runner, &nobody, fc_thread_id()):
+            raise RuntimeError(f"worker {index} is already running")
         fc_current_worker = <void *>w
         try:
             while True:
