@@ -34,7 +34,7 @@ if op.startswith("pool_"):
     import threading
     pool = ns.WorkStealingPool(1)
     gate = threading.Event()
-    held = pool.submit(gate.wait, 3600)
+    held = pool.submit(gate.wait, 30)
 calls = {
     "recv": lambda: ch.recv(),
     "recv_timeout": lambda: ch.recv(timeout=3600),
@@ -74,9 +74,16 @@ OPS = ["recv", "recv_timeout", "recv_many", "send", "send_many", "get", "put", "
        "pool_join", "pool_result"]
 
 
-def thread_state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+def thread_states(pid: int) -> set[str]:
+    """States of every thread of the process (a pool adds worker threads)."""
+    states = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.add(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:  # a thread that just ended
+            pass
+    return states
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -90,9 +97,11 @@ def test_sigint_interrupts_blocked_call(backend, op, record_property):
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        # Wait (bounded) until the child's main thread sleeps in the call.
+        # Wait (bounded) until every thread of the child sleeps: then the
+        # main thread is in the call, not waiting for the GIL while a pool
+        # worker runs (a SIGINT then would land before the call).
         give_up = time.monotonic() + JOIN_TIMEOUT
-        while thread_state(proc.pid) != "S":
+        while thread_states(proc.pid) != {"S"}:
             assert time.monotonic() < give_up, "child never blocked"
         sent = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
