@@ -9,8 +9,9 @@ Two workloads, each at 1 and 2 threads per side:
   and ThreadPoolExecutor with W workers; tasks/s and the speed-up of 2
   workers over 1.
 
-Run by tox (``tox -e scaling``), which builds py313-c and py313t-c and passes
-their interpreters here::
+Run by tox (``bash tools/test-matrix -e scaling``, so python3.13 and
+python3.13t are found), which builds py313-c and py313t-c and passes their
+interpreters here::
 
     python benches/scaling.py --python .tox/py313-c/bin/python \\
         --python .tox/py313t-c/bin/python --png docs/scaling.png \\
