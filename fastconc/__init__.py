@@ -41,9 +41,15 @@ else:
 
 from fastconc._executor import PoolStats, WorkerStats
 
+# The high layer, written once on the primitives above (imports them from here).
+from fastconc.actors import Actor, ActorRef, ActorSystem, Terminated  # noqa: E402
+
 __all__ = [
     "IMPLEMENTATION",
+    "Actor",
+    "ActorRef",
     "ActorStopped",
+    "ActorSystem",
     "Channel",
     "ChannelClosed",
     "CircuitOpenError",
@@ -57,6 +63,7 @@ __all__ = [
     "ResourceUnavailable",
     "RingBuffer",
     "SpscRingBuffer",
+    "Terminated",
     "Timeout",
     "TypedRingBuffer",
     "WorkStealingDeque",

@@ -433,6 +433,12 @@ class PoolExecutor(Executor):
         self._core.submit(future, fn, args, kwargs)
         return future
 
+    def create_future(self) -> Future[Any]:
+        """A pending Future bound to this pool, for the caller to complete
+        (``set_result``/``set_exception``): a worker of this pool that waits
+        on it runs other queued tasks meanwhile, as with submit()'s futures."""
+        return PoolFuture(self._core)
+
     def execute(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
         """Schedule ``fn(*args, **kwargs)`` without a Future (cheaper).  Its
         exceptions go to the pool's error handler."""

@@ -1,0 +1,254 @@
+"""Actors (work in progress, issue 6) on both backends: tell/ask, ordering,
+lifecycle, supervision, dead letters, deadlock detection."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from conftest import JOIN_TIMEOUT
+
+from fastconc import Actor, ActorStopped, ActorSystem, Deadlock, Terminated, Timeout
+
+T = JOIN_TIMEOUT
+
+
+@pytest.fixture
+def system(impl):  # noqa: ANN201
+    s = ActorSystem(2, backend=impl)
+    yield s
+    s.shutdown(T)
+
+
+class Counter(Actor):
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def handle_message(self, msg):  # noqa: ANN001, ANN201
+        if msg == "inc":
+            self.n += 1
+        elif msg == "get":
+            return self.n
+        elif msg == "boom":
+            raise ValueError("boom")
+        return None
+
+
+def test_counter_from_the_lesson(system):
+    counter = system.spawn(Counter, name="counter")
+    counter.tell("inc")
+    counter.tell("inc")
+    assert counter.ask("get", timeout=T) == 2
+    assert system.lookup("counter").name == "counter"
+    assert system.lookup("nobody") is None
+
+
+def test_ask_reraises_and_ask_async_is_a_future(system):
+    c = system.spawn(Counter, 5)
+    with pytest.raises(ValueError, match="boom"):
+        c.ask("boom", timeout=T)
+    f = c.ask_async("get")
+    assert f.result(T) == 5
+
+
+def test_per_sender_order_under_concurrency(system, threads):
+    class Recorder(Actor):
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, int]] = []
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "dump":
+                return list(self.seen)
+            self.seen.append(msg)
+            return None
+
+    r = system.spawn(Recorder, mailbox_size=16)
+    senders, n = 4, 500
+    start = threading.Barrier(senders)
+
+    def send(k: int) -> None:
+        start.wait(T)
+        for i in range(n):
+            r.tell((k, i))
+
+    for k in range(senders):
+        threads.start(send, k)
+    threads.join()
+    seen = r.ask("dump", timeout=T)
+    assert sorted(seen) == [(k, i) for k in range(senders) for i in range(n)]
+    for k in range(senders):
+        assert [i for kk, i in seen if kk == k] == list(range(n))
+
+
+def test_many_actors_answer_concurrently(system):
+    refs = [system.spawn(Counter, i) for i in range(5000)]
+    futures = [r.ask_async("get") for r in refs]
+    assert [f.result(T) for f in futures] == list(range(5000))
+
+
+def test_one_actor_never_runs_two_handlers_at_once(system, threads):
+    class Exclusive(Actor):
+        def __init__(self) -> None:
+            self.inside = 0
+            self.overlaps = 0
+            self.count = 0
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "result":
+                return self.overlaps, self.count
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+            self.count += 1
+            self.inside -= 1
+            return None
+
+    a = system.spawn(Exclusive)
+    for _ in range(4):
+        threads.start(lambda: [a.tell(i) for i in range(1000)])
+    threads.join()
+    assert a.ask("result", timeout=T) == (0, 4000)
+
+
+def test_lifecycle_hooks_and_context(system):
+    events: list[str] = []
+
+    class Hooked(Actor):
+        def on_start(self) -> None:
+            events.append(f"start {self.context.self_ref.name}")
+
+        def on_stop(self) -> None:
+            events.append("stop")
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            return self.context.system is system
+
+    h = system.spawn(Hooked, name="hooked")
+    assert h.ask("x", timeout=T) is True
+    h.stop()
+    with pytest.raises(ActorStopped):
+        for _ in range(1000):  # stop takes effect after the queued messages
+            h.ask("x", timeout=T)
+    assert events == ["start hooked", "stop"]
+    assert not h.is_alive
+
+
+def test_tell_to_a_stopped_actor_is_a_dead_letter(system):
+    c = system.spawn(Counter)
+    c.stop()
+    assert c.ask_async("get").exception(T) is not None
+    c.tell("late")
+    assert any(msg == "late" for _, msg in system.dead_letters)
+    with pytest.raises(ActorStopped):
+        c.ask("get", timeout=T)
+
+
+def test_supervision_restart_resets_state_resume_keeps_it(system):
+    restarted = system.spawn(Counter, 10, supervision="restart", max_restarts=5)
+    resumed = system.spawn(Counter, 10, supervision="resume")
+    for ref in (restarted, resumed):
+        ref.tell("inc")
+        ref.tell("boom")
+        ref.tell("inc")
+    assert restarted.ask("get", timeout=T) == 11  # fresh instance from the factory, then one inc
+    assert resumed.ask("get", timeout=T) == 12
+
+
+def test_restart_limit_stops_the_actor_and_tells_watchers(system):
+    seen: list[object] = []
+    got = threading.Event()
+
+    class Watcher(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if isinstance(msg, Terminated):
+                seen.append(msg)
+                got.set()
+            else:
+                self.context.watch(msg)
+            return None
+
+    fragile = system.spawn(Counter, supervision="restart", max_restarts=1, within=60)
+    w = system.spawn(Watcher)
+    w.ask(fragile, timeout=T)
+    fragile.tell("boom")  # restarted once
+    fragile.tell("boom")  # over the limit: stops
+    assert got.wait(T)
+    assert seen == [Terminated(fragile)]
+    assert not fragile.is_alive
+
+
+def test_stop_strategy(system):
+    c = system.spawn(Counter, supervision="stop")
+    c.tell("boom")
+    with pytest.raises(ActorStopped):
+        for _ in range(1000):
+            c.ask("get", timeout=T)
+
+
+def test_self_ask_and_cycles_raise_deadlock(system):
+    class Selfish(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            return self.context.self_ref.ask("again", timeout=T)
+
+    class Forward(Actor):
+        def __init__(self, peers: dict) -> None:
+            self.peers = peers
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "ping":
+                return "pong"
+            other = "b" if self.context.self_ref.name == "a" else "a"
+            return self.peers[other].ask("ping" if msg == "end" else msg, timeout=T)
+
+    with pytest.raises(Deadlock, match="Deadlock detected"):
+        system.spawn(Selfish).ask("go", timeout=T)
+    peers: dict = {}
+    peers["a"] = system.spawn(Forward, peers, name="a")
+    peers["b"] = system.spawn(Forward, peers, name="b")
+    with pytest.raises(Deadlock):
+        peers["a"].ask("loop", timeout=T)
+    # A blocking ask inside a handler that is not a cycle works (the worker
+    # helps while it waits, so even 2 workers never starve).
+    assert peers["a"].ask("end", timeout=T) == "pong"
+
+
+def test_ask_timeout(system):
+    release = threading.Event()
+
+    class Slow(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            release.wait(T)
+
+    s = system.spawn(Slow)
+    with pytest.raises(Timeout):
+        s.ask("x", timeout=0.05)
+    release.set()
+
+
+def test_shutdown_handles_everything_accepted(impl):
+    handled: list[int] = []
+
+    class Sink(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            handled.append(msg)
+
+    s = ActorSystem(2, backend=impl)
+    refs = [s.spawn(Sink) for _ in range(10)]
+    for i in range(2000):
+        refs[i % 10].tell(i)
+    assert s.shutdown(T)
+    assert sorted(handled) == list(range(2000))
+    with pytest.raises(ActorStopped):
+        s.spawn(Sink)
+
+
+def test_bad_spawn_arguments(system):
+    with pytest.raises(TypeError):
+        system.spawn(42)
+    with pytest.raises(ValueError, match="supervision"):
+        system.spawn(Counter, supervision="pray")
+    with pytest.raises(TypeError, match="Actor"):
+        system.spawn(lambda: object())
+    system.spawn(Counter, name="dup")
+    with pytest.raises(ValueError, match="dup"):
+        system.spawn(Counter, name="dup")
