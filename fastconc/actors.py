@@ -8,14 +8,16 @@ pool; a turn handles up to ``THROUGHPUT`` messages, then yields the worker.
 An actor never runs two handlers at once, and messages from one sender
 arrive in the order sent.
 
-Work in progress (issue 6): restart back-off, receive_timeout, mailbox
-overflow policies other than blocking, the escalate strategy and the
-benchmarks against pykka are not done yet.
+Timers (``receive_timeout``, restart back-off) run on one timer thread per
+system that sleeps on a condition variable until the next deadline.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as _futures
+import heapq
+import itertools
+import random
 import threading
 import time
 from collections import deque
@@ -24,7 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
-from fastconc.errors import ActorStopped, ChannelClosed, Deadlock, Empty, Timeout
+from fastconc.errors import ActorStopped, ChannelClosed, Deadlock, Empty, Full, Timeout
 
 __all__ = ["Actor", "ActorRef", "ActorSystem", "Context", "Terminated"]
 
@@ -33,7 +35,8 @@ THROUGHPUT = 64
 # Dead letters kept for inspection (oldest dropped first).
 DEAD_LETTERS_KEPT = 10_000
 
-STRATEGIES = ("restart", "resume", "stop")
+STRATEGIES = ("restart", "resume", "stop", "escalate")
+OVERFLOW = ("block", "drop", "raise")
 
 
 class Terminated:
@@ -57,10 +60,16 @@ class Terminated:
 class Actor:
     """Base class: implement ``handle_message(self, msg)``; its return value
     is the reply to ``ask``.  Optional hooks: ``on_start``, ``on_stop``,
-    ``on_failure(exc)``.  ``self.context`` is available in every hook and
-    handler.  Subclasses need not call ``super().__init__()``."""
+    ``on_failure(exc)``, and ``handle_timeout()``, called when no message
+    arrived for ``receive_timeout`` seconds (a class attribute, or set it on
+    the instance; None: never).  ``self.context`` is available in every hook
+    and handler.  Subclasses need not call ``super().__init__()``."""
 
     _fc_cell: _Cell
+    receive_timeout: float | None = None
+
+    def handle_timeout(self) -> None:
+        """Called when no message arrived within ``receive_timeout`` seconds."""
 
     def handle_message(self, msg: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not handle messages")
@@ -97,10 +106,9 @@ class Context:
         return self._cell.system
 
     def spawn(self, factory: Callable[..., Actor], *args: Any, **kwargs: Any) -> ActorRef:
-        """Spawn a child: it stops when this actor stops."""
-        ref = self._cell.system.spawn(factory, *args, **kwargs)
-        self._cell.children.append(ref._cell)
-        return ref
+        """Spawn a child: it stops when this actor stops, and its failures go
+        to this actor when it is spawned with ``supervision="escalate"``."""
+        return self._cell.system._spawn(factory, args, kwargs, parent=self._cell)
 
     def watch(self, ref: ActorRef) -> None:
         """Receive ``Terminated(ref)`` as a message once ``ref`` stops."""
@@ -129,9 +137,10 @@ class ActorRef:
         return not self._cell.stopped
 
     def tell(self, msg: Any) -> None:
-        """Send msg; blocks while the mailbox is full.  To a stopped actor it
-        goes to the system's dead letters."""
-        self._cell.post(msg, None, block=True)
+        """Send msg.  When the mailbox is full: wait (overflow="block", the
+        default), drop it to the dead letters ("drop") or raise Full
+        ("raise").  To a stopped actor it goes to the dead letters."""
+        self._cell.tell(msg)
 
     def try_tell(self, msg: Any) -> bool:
         """Send msg if the mailbox has room; False when full (or stopped:
@@ -240,41 +249,87 @@ class _Envelope:
         self.reply = reply
 
 
-_STOP = object()  # queued by request_stop(): handled after what came before
+# Control messages, queued behind what came before them.
+_STOP = object()
 
 
-class _Cell:
-    """One actor's runtime state."""
+class _Timeout:
+    __slots__ = ("generation",)
 
-    __slots__ = ("actor", "args", "children", "context", "factory", "kwargs", "lock",
-                 "mailbox", "max_restarts", "name", "ref", "restarts", "scheduled", "stopped",
-                 "strategy", "system", "watchers", "within", "__weakref__")
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
 
-    def __init__(self, system: ActorSystem, name: str, factory: Callable[..., Actor],
-                 args: tuple[Any, ...], kwargs: dict[str, Any], mailbox_size: int,
-                 strategy: str, max_restarts: int, within: float) -> None:
-        self.system = system
-        self.name = name
+
+class _ChildFailed:
+    __slots__ = ("child", "exc")
+
+    def __init__(self, child: _Cell, exc: BaseException) -> None:
+        self.child = child
+        self.exc = exc
+
+
+class _Spec:
+    """How to (re)build an actor and supervise it: shared by its restarts."""
+
+    __slots__ = ("args", "backoff", "factory", "kwargs", "max_restarts", "overflow",
+                 "strategy", "within")
+
+    def __init__(self, factory: Callable[..., Actor], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], strategy: str, max_restarts: int, within: float,
+                 backoff: tuple[float, float], overflow: str) -> None:
         self.factory = factory
         self.args = args
         self.kwargs = kwargs
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.within = within
+        self.backoff = backoff
+        self.overflow = overflow
+
+
+class _Cell:
+    """One actor's runtime state.  Kept small: 100,000 idle actors should
+    cost little more than their mailboxes (lists are made on first use)."""
+
+    __slots__ = ("actor", "children", "generation", "lock", "mailbox", "name", "parent",
+                 "ref", "restarts", "scheduled", "spec", "stopped", "suspended", "system",
+                 "watchers", "__weakref__")
+
+    def __init__(self, system: ActorSystem, name: str, spec: _Spec, mailbox_size: int,
+                 parent: _Cell | None) -> None:
+        self.system = system
+        self.name = name
+        self.spec = spec
+        self.parent = parent
         self.mailbox: Channel[Any] = system._channel_type(mailbox_size)
         self.lock = threading.Lock()
         self.scheduled = False
         self.stopped = False
-        self.strategy = strategy
-        self.max_restarts = max_restarts
-        self.within = within
-        self.restarts: deque[float] = deque()
-        self.children: list[_Cell] = []
-        self.watchers: list[_Cell] = []
-        self.context = Context(self)
+        self.suspended = False  # waiting out a restart back-off
+        self.generation = 0  # messages handled; a receive timeout checks it did not move
+        self.restarts: deque[float] | None = None
+        self.children: list[_Cell] | None = None
+        self.watchers: list[_Cell] | None = None
         self.ref = ActorRef(self)
         self.actor: Actor | None = None
 
+    @property
+    def context(self) -> Context:
+        return Context(self)
+
     # -- sending --------------------------------------------------------
 
+    def tell(self, msg: Any) -> None:
+        overflow = self.spec.overflow
+        if overflow == "block":
+            self.post(msg, None, block=True)
+        elif not self.post(msg, None, block=False) and not self.stopped:
+            if overflow == "raise":
+                raise Full(f"mailbox of actor {self.name!r} is full")
+            self.system._dead_letter(self.ref, msg)
+
     def post(self, msg: Any, reply: Future[Any] | None, block: bool) -> bool:
+        """Queue msg (False: full without block, or stopped -> dead letter)."""
         envelope = _Envelope(msg, reply)
         try:
             if block:
@@ -282,14 +337,25 @@ class _Cell:
             elif not self.mailbox.try_send(envelope):
                 return False
         except ChannelClosed:
-            self.system._dead_letter(self.ref, msg)
+            if reply is None:
+                self.system._dead_letter(self.ref, msg)
             return False
         self.schedule()
         return True
 
+    def post_control(self, item: object, block: bool = True) -> None:
+        try:
+            if block:
+                self.mailbox.send(item)
+            elif not self.mailbox.try_send(item):
+                return
+        except ChannelClosed:
+            return
+        self.schedule()
+
     def schedule(self) -> None:
         with self.lock:
-            if self.scheduled:
+            if self.scheduled or self.suspended:
                 return
             self.scheduled = True
         self.system._pool.execute(self.turn)
@@ -297,12 +363,14 @@ class _Cell:
     # -- running --------------------------------------------------------
 
     def start(self) -> None:
-        actor = self.factory(*self.args, **self.kwargs)
+        spec = self.spec
+        actor = spec.factory(*spec.args, **spec.kwargs)
         if not isinstance(actor, Actor):
             raise TypeError(f"the factory must return an Actor, not {type(actor).__name__}")
         actor._fc_cell = self
         self.actor = actor
         self._call_hook(actor.on_start)
+        self._arm_timeout()
 
     def turn(self) -> None:
         """Handle up to THROUGHPUT messages, then give the worker back."""
@@ -311,22 +379,35 @@ class _Cell:
         if outer is not None:
             _add_edge(outer, self)  # outer's blocked handler resumes after this turn
         stack.append(self)
+        handled = 0
         try:
-            try:
-                batch = self.mailbox.recv_many(THROUGHPUT, timeout=0)
-            except (Timeout, Empty, ChannelClosed):
-                batch = []
-            for envelope in batch:
-                if envelope is _STOP or self.stopped:
-                    self._finish_stop(envelope)
-                else:
-                    self._handle(envelope)
+            while handled < THROUGHPUT and not self.suspended:
+                try:
+                    item = self.mailbox.try_recv()
+                except (Empty, ChannelClosed):
+                    break
+                handled += 1
+                if item is _STOP:
+                    self._stop_now()
+                elif self.stopped:
+                    if isinstance(item, _Envelope):
+                        self._reject(item)
+                elif isinstance(item, _Envelope):
+                    self.generation += 1
+                    self._handle(item)
+                elif isinstance(item, _Timeout):
+                    if item.generation == self.generation and self.actor is not None:
+                        self._guarded(self.actor.handle_timeout)
+                elif isinstance(item, _ChildFailed):
+                    self._failed(item.exc)
         finally:
             stack.pop()
             if outer is not None:
                 _remove_edge(outer, self)
+        if handled and not self.stopped:
+            self._arm_timeout()
         with self.lock:
-            if len(self.mailbox) == 0:
+            if self.suspended or len(self.mailbox) == 0:
                 self.scheduled = False
                 return
         self.system._pool.execute(self.turn)
@@ -348,26 +429,81 @@ class _Cell:
             if reply is not None:
                 reply.set_result(result)
 
+    def _guarded(self, fn: Callable[[], object]) -> None:
+        """A hook that counts as a handler: its failure is supervised."""
+        try:
+            fn()
+        except BaseException as exc:
+            self._failed(exc)
+
+    def _arm_timeout(self) -> None:
+        actor = self.actor
+        if actor is not None and actor.receive_timeout is not None:
+            self.system._timers.call_later(actor.receive_timeout, self._timed_out,
+                                           self.generation)
+
+    def _timed_out(self, generation: int) -> None:
+        # Never blocks the timer thread: a full mailbox means the actor is
+        # busy, so there is no timeout to report anyway.
+        if generation == self.generation and not self.stopped:
+            self.post_control(_Timeout(generation), block=False)
+
+    # -- supervision ----------------------------------------------------
+
     def _failed(self, exc: BaseException) -> None:
         actor = self.actor
         assert actor is not None
         self._call_hook(actor.on_failure, exc)
-        if self.strategy == "resume":
+        strategy = self.spec.strategy
+        if strategy == "resume":
             return
-        if self.strategy == "restart" and self._may_restart():
-            self._call_hook(actor.on_stop)
-            self.start()
+        if strategy == "escalate":
+            if self.parent is not None and not self.parent.stopped:
+                self.parent.post_control(_ChildFailed(self, exc))
+            else:
+                self.system._report(self.ref, exc)
+            self._stop_now()
             return
-        self.request_stop(now=True)
+        if strategy == "restart":
+            delay = self._restart_delay()
+            if delay is not None:
+                self._call_hook(actor.on_stop)
+                self.actor = None
+                if delay <= 0:
+                    self.start()
+                else:
+                    with self.lock:
+                        self.suspended = True
+                    self.system._timers.call_later(delay, self._resume_after_backoff, None)
+                return
+        self._stop_now()
 
-    def _may_restart(self) -> bool:
+    def _restart_delay(self) -> float | None:
+        """None when over the limit, else the back-off before restarting:
+        exponential in the restarts within the window, with jitter."""
+        spec = self.spec
         now = time.monotonic()
-        while self.restarts and now - self.restarts[0] > self.within:
+        if self.restarts is None:
+            self.restarts = deque()
+        while self.restarts and now - self.restarts[0] > spec.within:
             self.restarts.popleft()
-        if len(self.restarts) >= self.max_restarts:
-            return False
+        if len(self.restarts) >= spec.max_restarts:
+            return None
         self.restarts.append(now)
-        return True
+        first, most = spec.backoff
+        if first <= 0:
+            return 0.0
+        delay = min(most, first * 2.0 ** (len(self.restarts) - 1))
+        return float(delay * random.uniform(0.5, 1.0))  # jitter: restarts do not march in step
+
+    def _resume_after_backoff(self, _: object) -> None:
+        if self.stopped:
+            return
+        self.start()
+        with self.lock:
+            self.suspended = False
+            self.scheduled = False
+        self.schedule()
 
     def _call_hook(self, hook: Callable[..., object], *args: Any) -> None:
         try:
@@ -377,29 +513,33 @@ class _Cell:
 
     # -- stopping -------------------------------------------------------
 
-    def request_stop(self, now: bool = False) -> None:
-        if now:
-            with self.lock:
-                already = self.stopped
-                self.stopped = True
-            if not already:
-                self._stopped()
-            return
-        try:
-            self.mailbox.send(_STOP)
-        except ChannelClosed:
-            return
-        self.schedule()
+    def request_stop(self) -> None:
+        """Stop after the messages already queued."""
+        self.post_control(_STOP)
 
-    def _finish_stop(self, envelope: Any) -> None:
-        if envelope is _STOP:
-            with self.lock:
-                already = self.stopped
-                self.stopped = True
-            if not already:
-                self._stopped()
-            return
-        self._reject(envelope)
+    def _stop_now(self) -> None:
+        with self.lock:
+            if self.stopped:
+                return
+            self.stopped = True
+        self.mailbox.close()
+        for child in self.children or ():
+            child.request_stop()
+        if self.actor is not None:
+            self._call_hook(self.actor.on_stop)
+        # Whatever is still queued will never be handled.
+        while True:
+            try:
+                item = self.mailbox.try_recv()
+            except (Empty, ChannelClosed):
+                break
+            if isinstance(item, _Envelope):
+                self._reject(item)
+        with self.lock:
+            watchers, self.watchers = self.watchers or [], None
+        for watcher in watchers:
+            watcher.post(Terminated(self.ref), None, block=False)
+        self.system._unregister(self)
 
     def _reject(self, envelope: _Envelope) -> None:
         if envelope.reply is not None:
@@ -408,41 +548,93 @@ class _Cell:
         else:
             self.system._dead_letter(self.ref, envelope.msg)
 
-    def _stopped(self) -> None:
-        self.mailbox.close()
-        for child in list(self.children):
-            child.request_stop()
-        if self.actor is not None:
-            self._call_hook(self.actor.on_stop)
-        # Whatever is still queued will never be handled.
-        while True:
-            try:
-                envelope = self.mailbox.try_recv()
-            except (Empty, ChannelClosed):
-                break
-            if envelope is not _STOP:
-                self._reject(envelope)
-        with self.lock:
-            watchers, self.watchers = self.watchers, []
-        for watcher in watchers:
-            watcher.post(Terminated(self.ref), None, block=False)
-        self.system._unregister(self)
-
     def add_watcher(self, watcher: _Cell) -> None:
         with self.lock:
             if not self.stopped:
+                if self.watchers is None:
+                    self.watchers = []
                 self.watchers.append(watcher)
                 return
         watcher.post(Terminated(self.ref), None, block=False)
+
+    def add_child(self, child: _Cell) -> None:
+        if self.children is None:
+            self.children = []
+        self.children.append(child)
+
+
+class _Timers:
+    """One thread per system running callbacks at deadlines (receive
+    timeouts, restart back-offs); started on first use, asleep on a
+    condition variable until the next deadline."""
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Callable[[Any], object], Any]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._name = name
+
+    def call_later(self, delay: float, fn: Callable[[Any], object], arg: Any) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), fn, arg))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed:
+                    if self._heap:
+                        wait = self._heap[0][0] - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                if self._closed:
+                    return
+                _, _, fn, arg = heapq.heappop(self._heap)
+            try:
+                fn(arg)
+            except BaseException as exc:  # a timer callback must not kill the timer
+                threading.excepthook(threading.ExceptHookArgs(
+                    [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 class ActorSystem:
     """Runs actors M:N on a WorkStealingPool.
 
     ``spawn(factory, *args, name=None, mailbox_size=1000, supervision="restart",
-    max_restarts=1, within=5.0, **kwargs)``; ``lookup(name)``;
-    ``dead_letters`` (``(ref, msg)`` pairs); ``shutdown(timeout=None)``;
-    ``with`` shuts down."""
+    max_restarts=1, within=5.0, backoff=(0.0, 0.0), overflow="block",
+    **kwargs)``: ``factory`` is an Actor subclass or any callable returning an
+    Actor (a restart calls it again).  ``supervision``: what a handler's
+    exception from a ``tell`` does: ``restart`` (a fresh instance, the
+    mailbox kept), ``resume`` (keep state, skip the message), ``stop``, or
+    ``escalate`` (the parent handles it as its own failure; this actor
+    stops).  At most ``max_restarts`` restarts within ``within`` seconds
+    (Erlang's default, 1 in 5 s), else the actor stops and its watchers get
+    ``Terminated``.  ``backoff=(first, most)``: wait ``first`` seconds before
+    a restart, doubling up to ``most``, with jitter.  ``overflow``: what
+    ``tell`` does on a full mailbox (``block``, ``drop`` to the dead letters,
+    ``raise`` Full).
+
+    ``lookup(name)``, ``dead_letters`` (``(ref, msg)`` pairs),
+    ``shutdown(timeout=None)``; ``with`` shuts down.
+    """
 
     def __init__(self, max_workers: int | None = None, *, backend: Any = None) -> None:
         """``backend``: the primitives to build on, one of the namespaces of
@@ -451,6 +643,7 @@ class ActorSystem:
             Channel if backend is None else backend.Channel)
         pool_type = WorkStealingPool if backend is None else backend.WorkStealingPool
         self._pool = pool_type(max_workers, thread_name_prefix="ActorSystem")
+        self._timers = _Timers("ActorSystem-timers")
         self._lock = threading.Lock()
         self._actors: dict[str, _Cell] = {}
         self._dead: deque[tuple[ActorRef, Any]] = deque(maxlen=DEAD_LETTERS_KEPT)
@@ -459,13 +652,36 @@ class ActorSystem:
 
     def spawn(self, factory: Callable[..., Actor], *args: Any, name: str | None = None,
               mailbox_size: int = 1000, supervision: str = "restart", max_restarts: int = 1,
-              within: float = 5.0, **kwargs: Any) -> ActorRef:
+              within: float = 5.0, backoff: tuple[float, float] = (0.0, 0.0),
+              overflow: str = "block", **kwargs: Any) -> ActorRef:
+        """Start an actor; see the class docstring for the options."""
+        return self._spawn(factory, args, dict(kwargs, name=name, mailbox_size=mailbox_size,
+                                               supervision=supervision,
+                                               max_restarts=max_restarts, within=within,
+                                               backoff=backoff, overflow=overflow), None)
+
+    def _spawn(self, factory: Callable[..., Actor], args: tuple[Any, ...],
+               kwargs: dict[str, Any], parent: _Cell | None) -> ActorRef:
+        name = kwargs.pop("name", None)
+        mailbox_size = kwargs.pop("mailbox_size", 1000)
+        supervision = kwargs.pop("supervision", "restart")
+        max_restarts = kwargs.pop("max_restarts", 1)
+        within = kwargs.pop("within", 5.0)
+        backoff = kwargs.pop("backoff", (0.0, 0.0))
+        overflow = kwargs.pop("overflow", "block")
         if not callable(factory):
             raise TypeError("factory must be an Actor subclass or a callable returning an Actor")
         if supervision not in STRATEGIES:
             raise ValueError(f"supervision must be one of {STRATEGIES}, not {supervision!r}")
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {OVERFLOW}, not {overflow!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError("max_restarts must be an int >= 0")
+        first, most = backoff
+        if first < 0 or most < first:
+            raise ValueError("backoff must be (first, most) with 0 <= first <= most")
+        spec = _Spec(factory, args, kwargs, supervision, max_restarts, within,
+                     (float(first), float(most)), overflow)
         with self._lock:
             if self._closed:
                 raise ActorStopped("the actor system is shut down")
@@ -474,23 +690,26 @@ class ActorSystem:
                 name = f"{getattr(factory, '__name__', 'actor')}-{self._counter}"
             if name in self._actors:
                 raise ValueError(f"an actor named {name!r} is already running")
-            cell = _Cell(self, name, factory, args, kwargs, mailbox_size, supervision,
-                         max_restarts, within)
+            cell = _Cell(self, name, spec, mailbox_size, parent)
             self._actors[name] = cell
         try:
             cell.start()
         except BaseException:
             self._unregister(cell)
             raise
+        if parent is not None:
+            parent.add_child(cell)
         return cell.ref
 
     def lookup(self, name: str) -> ActorRef | None:
+        """The running actor with that name, or None."""
         with self._lock:
             cell = self._actors.get(name)
         return cell.ref if cell is not None else None
 
     @property
     def dead_letters(self) -> list[tuple[ActorRef, Any]]:
+        """Messages that reached no actor, oldest first (the last 10,000)."""
         return list(self._dead)
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -502,6 +721,7 @@ class ActorSystem:
         for cell in cells:
             cell.request_stop()
         idle = self._pool.join(timeout)
+        self._timers.close()
         self._pool.shutdown(wait=idle)
         return idle
 

@@ -252,3 +252,115 @@ def test_bad_spawn_arguments(system):
     system.spawn(Counter, name="dup")
     with pytest.raises(ValueError, match="dup"):
         system.spawn(Counter, name="dup")
+
+
+def test_mailbox_overflow_policies(system):
+    from fastconc import Full
+
+    release = threading.Event()
+    busy = threading.Event()
+
+    class Blocked(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            busy.set()
+            release.wait(T)
+
+    dropper = system.spawn(Blocked, mailbox_size=2, overflow="drop")
+    dropper.tell("first")  # taken by the handler, which then blocks
+    assert busy.wait(T)
+    dropper.tell(1)
+    dropper.tell(2)
+    dropper.tell(3)  # mailbox full: dropped to the dead letters
+    assert not dropper.try_tell(4)
+    assert [m for _, m in system.dead_letters] == [3]
+    busy.clear()
+    raiser = system.spawn(Blocked, mailbox_size=1, overflow="raise")
+    raiser.tell("first")
+    assert busy.wait(T)
+    raiser.tell(1)
+    with pytest.raises(Full):
+        raiser.tell(2)
+    release.set()
+
+
+def test_receive_timeout_calls_handle_timeout(system):
+    fired = threading.Event()
+    seen: list[object] = []
+
+    class Idle(Actor):
+        receive_timeout = 0.02
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            seen.append(msg)
+
+        def handle_timeout(self) -> None:
+            seen.append("timeout")
+            self.receive_timeout = None  # once is enough
+            fired.set()
+
+    a = system.spawn(Idle)
+    a.tell("hello")
+    assert fired.wait(T)
+    assert seen == ["hello", "timeout"]
+
+
+def test_escalate_hands_the_failure_to_the_parent(system):
+    failures: list[BaseException] = []
+    stopped = threading.Event()
+
+    class Child(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            raise RuntimeError(msg)
+
+    class Parent(Actor):
+        def on_failure(self, exc: BaseException) -> None:
+            failures.append(exc)
+
+        def on_stop(self) -> None:
+            stopped.set()
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            return self.context.spawn(Child, supervision="escalate", name="child")
+
+    parent = system.spawn(Parent, supervision="stop")
+    child = parent.ask("make", timeout=T)
+    child.tell("child broke")
+    assert stopped.wait(T)  # the parent's own strategy (stop) applied
+    assert [str(e) for e in failures] == ["child broke"]
+    assert not child.is_alive and not parent.is_alive
+
+
+def test_restart_backoff_keeps_the_mailbox(system):
+    restarts: list[float] = []
+
+    class Flaky(Actor):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def on_start(self) -> None:
+            restarts.append(1.0)
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "boom":
+                raise ValueError
+            self.n += 1
+            return self.n
+
+    f = system.spawn(Flaky, supervision="restart", max_restarts=3, backoff=(0.01, 0.05))
+    f.tell("boom")
+    f.tell("inc")  # waits in the mailbox through the back-off
+    assert f.ask("inc", timeout=T) == 2
+    assert len(restarts) == 2
+
+
+def test_children_stop_with_their_parent(system):
+    class Parent(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            return self.context.spawn(Counter)
+
+    p = system.spawn(Parent)
+    kid = p.ask("spawn", timeout=T)
+    p.stop()
+    with pytest.raises(ActorStopped):
+        for _ in range(1000):
+            kid.ask("get", timeout=T)
