@@ -36,6 +36,8 @@ THROUGHPUT = 64
 DEAD_LETTERS_KEPT = 10_000
 
 STRATEGIES = ("restart", "resume", "stop", "escalate")
+_SPAWN_OPTIONS = ("name", "mailbox_size", "supervision", "max_restarts", "within", "backoff",
+                  "overflow")
 OVERFLOW = ("block", "drop", "raise")
 
 
@@ -106,9 +108,11 @@ class Context:
         return self._cell.system
 
     def spawn(self, factory: Callable[..., Actor], *args: Any, **kwargs: Any) -> ActorRef:
-        """Spawn a child: it stops when this actor stops, and its failures go
-        to this actor when it is spawned with ``supervision="escalate"``."""
-        return self._cell.system._spawn(factory, args, kwargs, parent=self._cell)
+        """Spawn a child (same options as ActorSystem.spawn): it stops when
+        this actor stops, and its failures come here when it is spawned with
+        ``supervision="escalate"``."""
+        options = {k: kwargs.pop(k) for k in _SPAWN_OPTIONS if k in kwargs}
+        return self._cell.system._spawn(factory, args, kwargs, self._cell, **options)
 
     def watch(self, ref: ActorRef) -> None:
         """Receive ``Terminated(ref)`` as a message once ``ref`` stops."""
@@ -249,8 +253,6 @@ class _Envelope:
         self.reply = reply
 
 
-# Control messages, queued behind what came before them.
-_STOP = object()
 
 
 class _Timeout:
@@ -266,6 +268,24 @@ class _ChildFailed:
     def __init__(self, child: _Cell, exc: BaseException) -> None:
         self.child = child
         self.exc = exc
+
+
+_NO_KWARGS: dict[str, Any] = {}  # shared, never mutated: most actors take no kwargs
+
+
+class _StopMarker:
+    __slots__ = ()
+
+
+_CONTROL = frozenset({_Envelope, _StopMarker, _Timeout, _ChildFailed})
+# Queued by request_stop(): the actor stops after what came before it.
+_STOP = _StopMarker()
+
+
+def _is_control(msg: object) -> bool:
+    """A user message that happens to be one of our own wrapper types must
+    still travel wrapped, or it would be taken for a control item."""
+    return type(msg) in _CONTROL
 
 
 class _Spec:
@@ -329,8 +349,10 @@ class _Cell:
             self.system._dead_letter(self.ref, msg)
 
     def post(self, msg: Any, reply: Future[Any] | None, block: bool) -> bool:
-        """Queue msg (False: full without block, or stopped -> dead letter)."""
-        envelope = _Envelope(msg, reply)
+        """Queue msg (False: full without block, or stopped -> dead letter).
+        A tell is queued as the bare message (no wrapper to allocate); an ask
+        as an _Envelope carrying the reply future."""
+        envelope = msg if reply is None and not _is_control(msg) else _Envelope(msg, reply)
         try:
             if block:
                 self.mailbox.send(envelope)
@@ -381,24 +403,37 @@ class _Cell:
         stack.append(self)
         handled = 0
         try:
+            recv = self.mailbox.try_recv
             while handled < THROUGHPUT and not self.suspended:
                 try:
-                    item = self.mailbox.try_recv()
+                    item = recv()
                 except (Empty, ChannelClosed):
                     break
                 handled += 1
-                if item is _STOP:
-                    self._stop_now()
-                elif self.stopped:
-                    if isinstance(item, _Envelope):
-                        self._reject(item)
-                elif isinstance(item, _Envelope):
+                kind = type(item)
+                if kind not in _CONTROL:  # a tell: the bare message
+                    if self.stopped:
+                        self.system._dead_letter(self.ref, item)
+                        continue
                     self.generation += 1
-                    self._handle(item)
-                elif isinstance(item, _Timeout):
+                    try:
+                        self.actor.handle_message(item)  # type: ignore[union-attr]
+                    except BaseException as exc:
+                        self._failed(exc)
+                elif item is _STOP:
+                    self._stop_now()
+                elif kind is _Envelope:
+                    if self.stopped:
+                        self._reject(item)
+                    else:
+                        self.generation += 1
+                        self._handle(item)
+                elif self.stopped:
+                    pass
+                elif kind is _Timeout:
                     if item.generation == self.generation and self.actor is not None:
                         self._guarded(self.actor.handle_timeout)
-                elif isinstance(item, _ChildFailed):
+                elif kind is _ChildFailed:
                     self._failed(item.exc)
         finally:
             stack.pop()
@@ -533,8 +568,10 @@ class _Cell:
                 item = self.mailbox.try_recv()
             except (Empty, ChannelClosed):
                 break
-            if isinstance(item, _Envelope):
+            if type(item) is _Envelope:
                 self._reject(item)
+            elif type(item) not in _CONTROL:
+                self.system._dead_letter(self.ref, item)
         with self.lock:
             watchers, self.watchers = self.watchers or [], None
         for watcher in watchers:
@@ -655,20 +692,15 @@ class ActorSystem:
               within: float = 5.0, backoff: tuple[float, float] = (0.0, 0.0),
               overflow: str = "block", **kwargs: Any) -> ActorRef:
         """Start an actor; see the class docstring for the options."""
-        return self._spawn(factory, args, dict(kwargs, name=name, mailbox_size=mailbox_size,
-                                               supervision=supervision,
-                                               max_restarts=max_restarts, within=within,
-                                               backoff=backoff, overflow=overflow), None)
+        return self._spawn(factory, args, kwargs, None, name=name, mailbox_size=mailbox_size,
+                           supervision=supervision, max_restarts=max_restarts, within=within,
+                           backoff=backoff, overflow=overflow)
 
     def _spawn(self, factory: Callable[..., Actor], args: tuple[Any, ...],
-               kwargs: dict[str, Any], parent: _Cell | None) -> ActorRef:
-        name = kwargs.pop("name", None)
-        mailbox_size = kwargs.pop("mailbox_size", 1000)
-        supervision = kwargs.pop("supervision", "restart")
-        max_restarts = kwargs.pop("max_restarts", 1)
-        within = kwargs.pop("within", 5.0)
-        backoff = kwargs.pop("backoff", (0.0, 0.0))
-        overflow = kwargs.pop("overflow", "block")
+               kwargs: dict[str, Any], parent: _Cell | None, *, name: str | None = None,
+               mailbox_size: int = 1000, supervision: str = "restart", max_restarts: int = 1,
+               within: float = 5.0, backoff: tuple[float, float] = (0.0, 0.0),
+               overflow: str = "block") -> ActorRef:
         if not callable(factory):
             raise TypeError("factory must be an Actor subclass or a callable returning an Actor")
         if supervision not in STRATEGIES:
@@ -680,7 +712,7 @@ class ActorSystem:
         first, most = backoff
         if first < 0 or most < first:
             raise ValueError("backoff must be (first, most) with 0 <= first <= most")
-        spec = _Spec(factory, args, kwargs, supervision, max_restarts, within,
+        spec = _Spec(factory, args, kwargs or _NO_KWARGS, supervision, max_restarts, within,
                      (float(first), float(most)), overflow)
         with self._lock:
             if self._closed:

@@ -34,6 +34,7 @@ class Counter(Actor):
         return None
 
 
+@pytest.mark.thread_unsafe(reason="spawns a fixed name in the shared system")
 def test_counter_from_the_lesson(system):
     counter = system.spawn(Counter, name="counter")
     counter.tell("inc")
@@ -110,6 +111,7 @@ def test_one_actor_never_runs_two_handlers_at_once(system, threads):
     assert a.ask("result", timeout=T) == (0, 4000)
 
 
+@pytest.mark.thread_unsafe(reason="spawns a fixed name in the shared system")
 def test_lifecycle_hooks_and_context(system):
     events: list[str] = []
 
@@ -185,6 +187,7 @@ def test_stop_strategy(system):
             c.ask("get", timeout=T)
 
 
+@pytest.mark.thread_unsafe(reason="spawns fixed names in the shared system")
 def test_self_ask_and_cycles_raise_deadlock(system):
     class Selfish(Actor):
         def handle_message(self, msg):  # noqa: ANN001, ANN201
@@ -242,6 +245,7 @@ def test_shutdown_handles_everything_accepted(impl):
         s.spawn(Sink)
 
 
+@pytest.mark.thread_unsafe(reason="spawns a fixed name in the shared system")
 def test_bad_spawn_arguments(system):
     with pytest.raises(TypeError):
         system.spawn(42)
@@ -254,6 +258,7 @@ def test_bad_spawn_arguments(system):
         system.spawn(Counter, name="dup")
 
 
+@pytest.mark.thread_unsafe(reason="compares the shared system's dead letters")
 def test_mailbox_overflow_policies(system):
     from fastconc import Full
 
@@ -304,6 +309,7 @@ def test_receive_timeout_calls_handle_timeout(system):
     assert seen == ["hello", "timeout"]
 
 
+@pytest.mark.thread_unsafe(reason="spawns a fixed name in the shared system")
 def test_escalate_hands_the_failure_to_the_parent(system):
     failures: list[BaseException] = []
     stopped = threading.Event()
