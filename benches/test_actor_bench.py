@@ -55,12 +55,12 @@ def systems():
     pykka.ActorRegistry.stop_all()
 
 
-def _counter(systems, name):  # noqa: ANN001, ANN202 - (tell, ask, stop)
+def _counter(systems, name, timeout=None):  # noqa: ANN001, ANN202 - (tell, ask, stop)
     if name == "pykka":
         ref = PykkaCounter.start()
-        return ref.tell, lambda m: ref.ask(m, timeout=TIMEOUT), ref.stop
+        return ref.tell, lambda m: ref.ask(m, timeout=timeout), ref.stop
     ref = systems[name].spawn(Counter, mailbox_size=TELLS + 1)
-    return ref.tell, lambda m: ref.ask(m, timeout=TIMEOUT), ref.stop
+    return ref.tell, lambda m: ref.ask(m, timeout=timeout), ref.stop
 
 
 @pytest.mark.benchmark(group="tell: 50k messages to one actor, until all are handled")
@@ -70,17 +70,31 @@ def test_tell_throughput(benchmark, systems, name):
         tell, ask, stop = _counter(systems, name)
         for _ in range(TELLS):
             tell(1)
-        assert ask(None) == TELLS
+        assert ask(None) == TELLS  # behind every tell, so all are handled
         stop()
 
     benchmark.extra_info["messages"] = TELLS
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
 
 
-@pytest.mark.benchmark(group="ask: 5k sequential round trips")
+@pytest.mark.benchmark(group="ask: 5k sequential round trips from the main thread")
 @pytest.mark.parametrize("name", CONTENDERS)
 def test_ask_round_trips(benchmark, systems, name):
-    tell, ask, stop = _counter(systems, name)
+    tell, ask, stop = _counter(systems, name)  # no timeout: may answer inline
+
+    def run() -> None:
+        for _ in range(ASKS):
+            ask(None)
+
+    benchmark.extra_info["asks"] = ASKS
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    stop()
+
+
+@pytest.mark.benchmark(group="ask with a timeout: 5k round trips through a worker")
+@pytest.mark.parametrize("name", CONTENDERS)
+def test_ask_round_trips_with_timeout(benchmark, systems, name):
+    tell, ask, stop = _counter(systems, name, timeout=TIMEOUT)
 
     def run() -> None:
         for _ in range(ASKS):

@@ -433,6 +433,10 @@ class PoolExecutor(Executor):
         self._core.submit(future, fn, args, kwargs)
         return future
 
+    def is_worker_thread(self) -> bool:
+        """True when called from one of this pool's worker threads."""
+        return self._core.owns_current_thread()
+
     def create_future(self) -> Future[Any]:
         """A pending Future bound to this pool, for the caller to complete
         (``set_result``/``set_exception``): a worker of this pool that waits

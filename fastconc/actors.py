@@ -161,11 +161,18 @@ class ActorRef:
     def ask(self, msg: Any, timeout: float | None = None) -> Any:
         """Send msg and wait for the reply; re-raises the handler's exception.
         Raises Timeout, ActorStopped, or Deadlock when called from a handler
-        whose actor this ask would (transitively) wait on."""
+        whose actor this ask would (transitively) wait on.
+
+        Asked without a timeout from a thread outside the pool, an idle actor
+        with an empty mailbox answers on the asking thread (one handler at a
+        time and sender order still hold): that saves the two thread
+        hand-offs a round trip through a worker costs."""
         stack = _current.stack
         asker = stack[-1] if stack else None
         if asker is not None:
             _deadlock_check(asker, self._cell)
+        elif not self._cell.system._pool.is_worker_thread():
+            return self._ask_from_outside(msg, timeout)
         future = self.ask_async(msg)
         if asker is not None:
             _add_edge(asker, self._cell)
@@ -177,6 +184,38 @@ class ActorRef:
         finally:
             if asker is not None:
                 _remove_edge(asker, self._cell)
+
+    def _ask_from_outside(self, msg: Any, timeout: float | None) -> Any:
+        """ask() from a thread that is not one of the pool's workers (it has
+        no other tasks to help with): the reply comes through a one-slot
+        Channel, whose blocking recv watches for it a few microseconds
+        without the GIL before it sleeps, so a quick reply costs no thread
+        wake-up."""
+        cell = self._cell
+        # Only without a timeout: a handler running on this thread could not
+        # be given up on.
+        if timeout is None and cell.try_run_inline():
+            # The actor was idle with an empty mailbox, and this thread now
+            # holds its turn: answer right here, no hand-off to a worker
+            # (nothing queued before it, so sender order is kept).
+            try:
+                return cell.handle_inline(msg)
+            finally:
+                cell.end_inline()
+        slot = _ReplySlot(cell.system._channel_type(1))
+        if not cell.post(msg, slot, block=True):
+            raise ActorStopped(f"actor {self.name!r} has stopped")
+        try:
+            ok, value = slot.channel.recv(timeout)
+        except Timeout:
+            slot.channel.close()  # the handler, if it still runs, answers no one
+            raise Timeout(f"no reply from {self.name!r} within {timeout} s") from None
+        if ok:
+            return value
+        try:
+            raise value
+        finally:
+            value = None
 
     def stop(self) -> None:
         """Stop the actor once the messages already in its mailbox are handled."""
@@ -248,7 +287,7 @@ def _deadlock_check(asker: _Cell, target: _Cell) -> None:
 class _Envelope:
     __slots__ = ("msg", "reply")
 
-    def __init__(self, msg: Any, reply: Future[Any] | None) -> None:
+    def __init__(self, msg: Any, reply: Future[Any] | _ReplySlot | None) -> None:
         self.msg = msg
         self.reply = reply
 
@@ -271,6 +310,31 @@ class _ChildFailed:
 
 
 _NO_KWARGS: dict[str, Any] = {}  # shared, never mutated: most actors take no kwargs
+
+
+class _ReplySlot:
+    """Where the handler's answer to an ask() from outside the pool goes: the
+    three Future methods _handle and _reject use, over a one-slot Channel."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.channel.closed  # closed: the asker timed out and left
+
+    def set_result(self, result: Any) -> None:
+        self._put((True, result))
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._put((False, exc))
+
+    def _put(self, answer: tuple[bool, Any]) -> None:
+        try:
+            self.channel.try_send(answer)
+        except ChannelClosed:
+            pass
 
 
 class _StopMarker:
@@ -348,7 +412,7 @@ class _Cell:
                 raise Full(f"mailbox of actor {self.name!r} is full")
             self.system._dead_letter(self.ref, msg)
 
-    def post(self, msg: Any, reply: Future[Any] | None, block: bool) -> bool:
+    def post(self, msg: Any, reply: Future[Any] | _ReplySlot | None, block: bool) -> bool:
         """Queue msg (False: full without block, or stopped -> dead letter).
         A tell is queued as the bare message (no wrapper to allocate); an ask
         as an _Envelope carrying the reply future."""
@@ -446,6 +510,34 @@ class _Cell:
                 self.scheduled = False
                 return
         self.system._pool.execute(self.turn)
+
+    def try_run_inline(self) -> bool:
+        """Take the actor's turn for the calling thread if it is idle and its
+        mailbox empty (then no other thread can run it until end_inline)."""
+        with self.lock:
+            if self.scheduled or self.suspended or self.stopped or len(self.mailbox):
+                return False
+            self.scheduled = True
+            return True
+
+    def handle_inline(self, msg: Any) -> Any:
+        """One ask handled on the asking thread, as a turn would handle it."""
+        stack = _current.stack
+        stack.append(self)
+        try:
+            self.generation += 1
+            return self.actor.handle_message(msg)  # type: ignore[union-attr]
+        finally:
+            stack.pop()
+
+    def end_inline(self) -> None:
+        if not self.stopped:
+            self._arm_timeout()
+        with self.lock:
+            if self.suspended or len(self.mailbox) == 0:
+                self.scheduled = False
+                return
+        self.system._pool.execute(self.turn)  # tells that came meanwhile
 
     def _handle(self, envelope: _Envelope) -> None:
         actor = self.actor
