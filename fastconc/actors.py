@@ -170,12 +170,18 @@ class ActorRef:
         stack = _current.stack
         asker = stack[-1] if stack else None
         if asker is not None:
-            _deadlock_check(asker, self._cell)
+            # Check and record in one step, before the message can be seen:
+            # two handlers asking each other at the same moment (really at
+            # once without the GIL) must not both pass the check.
+            _check_and_add_edge(asker, self._cell)
         elif not self._cell.system._pool.is_worker_thread():
             return self._ask_from_outside(msg, timeout)
-        future = self.ask_async(msg)
-        if asker is not None:
-            _add_edge(asker, self._cell)
+        try:
+            future = self.ask_async(msg)
+        except BaseException:
+            if asker is not None:
+                _remove_edge(asker, self._cell)
+            raise
         try:
             return future.result(timeout)
         except _futures.TimeoutError:
@@ -258,7 +264,8 @@ def _remove_edge(waiter: _Cell, on: _Cell) -> None:
                 del _waits_on[waiter]
 
 
-def _deadlock_check(asker: _Cell, target: _Cell) -> None:
+def _check_and_add_edge(asker: _Cell, target: _Cell) -> None:
+    """Raise Deadlock if asker -> target would close a cycle, else add it."""
     with _waits_lock:
         seen: set[_Cell] = set()
         path: list[_Cell] = []
@@ -279,6 +286,7 @@ def _deadlock_check(asker: _Cell, target: _Cell) -> None:
         if reaches(target):
             names = [asker.name] + [c.name for c in reversed(path)]
             raise Deadlock("Deadlock detected: " + " -> ".join(names))
+        _waits_on.setdefault(asker, []).append(target)
 
 
 # ---------------------------------------------------------------- the runtime
