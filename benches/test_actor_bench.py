@@ -80,22 +80,16 @@ def test_tell_throughput(benchmark, systems, name):
 @pytest.mark.benchmark(group="ask: 5k sequential round trips from the main thread")
 @pytest.mark.parametrize("name", CONTENDERS)
 def test_ask_round_trips(benchmark, systems, name):
-    tell, ask, stop = _counter(systems, name)  # no timeout: may answer inline
-
-    def run() -> None:
-        for _ in range(ASKS):
-            ask(None)
-
-    benchmark.extra_info["asks"] = ASKS
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
-    stop()
+    _ask_loop(benchmark, *_counter(systems, name))  # no timeout: may answer inline
 
 
 @pytest.mark.benchmark(group="ask with a timeout: 5k round trips through a worker")
 @pytest.mark.parametrize("name", CONTENDERS)
 def test_ask_round_trips_with_timeout(benchmark, systems, name):
-    tell, ask, stop = _counter(systems, name, timeout=TIMEOUT)
+    _ask_loop(benchmark, *_counter(systems, name, timeout=TIMEOUT))
 
+
+def _ask_loop(benchmark, tell, ask, stop) -> None:  # noqa: ANN001
     def run() -> None:
         for _ in range(ASKS):
             ask(None)

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from fastconc._channel_py import _deadline, _wait
-from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error, unraisable
+from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
 from fastconc._ring_py import _Owner
 from fastconc.errors import Deadlock, Empty
 
@@ -443,11 +443,8 @@ class _PoolCore:
                     except IndexError:
                         break
         for task in drained:
-            try:
-                if isinstance(task, _Task):
-                    task.abandon(fail_with)
-            except BaseException as exc:
-                unraisable(exc, "closing a WorkStealingPool")
+            if isinstance(task, _Task):
+                task.abandon(fail_with)  # never raises (abandon_future reports its own errors)
             self._task_done()
 
     def stats(self) -> tuple[list[tuple[int, int, int]], int]:

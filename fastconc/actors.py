@@ -596,7 +596,7 @@ class _Cell:
             if self.parent is not None and not self.parent.stopped:
                 self.parent.post_control(_ChildFailed(self, exc))
             else:
-                self.system._report(self.ref, exc)
+                _report(exc)
             self._stop_now()
             return
         if strategy == "restart":
@@ -644,7 +644,7 @@ class _Cell:
         try:
             hook(*args)
         except BaseException as exc:
-            self.system._report(self.ref, exc)
+            _report(exc)
 
     # -- stopping -------------------------------------------------------
 
@@ -700,6 +700,13 @@ class _Cell:
         self.children.append(child)
 
 
+def _report(exc: BaseException) -> None:
+    """An error nobody can catch (a hook, an escalation with no parent, a
+    timer callback): reported as threading.excepthook reports a thread's."""
+    threading.excepthook(threading.ExceptHookArgs(
+        [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+
+
 class _Timers:
     """One thread per system running callbacks at deadlines (receive
     timeouts, restart back-offs); started on first use, asleep on a
@@ -740,8 +747,7 @@ class _Timers:
             try:
                 fn(arg)
             except BaseException as exc:  # a timer callback must not kill the timer
-                threading.excepthook(threading.ExceptHookArgs(
-                    [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+                _report(exc)
 
     def close(self) -> None:
         with self._cond:
@@ -870,7 +876,3 @@ class ActorSystem:
         with self._lock:
             if self._actors.get(cell.name) is cell:
                 del self._actors[cell.name]
-
-    def _report(self, ref: ActorRef, exc: BaseException) -> None:
-        threading.excepthook(threading.ExceptHookArgs(
-            [type(exc), exc, exc.__traceback__, threading.current_thread()]))
