@@ -32,7 +32,10 @@ __all__ = [
     "execute_join",
     "fork_join",
     "map_items",
+    "pipeline_checksum",
+    "pipeline_contenders",
     "pool_contenders",
+    "queue_chain",
     "ring_contenders",
     "ring_pairs",
     "same_thread_pairs",
@@ -313,3 +316,74 @@ def fork_join(pool: Any, n: int) -> int:
     before = pool.stats().steals
     pool.submit(_fib, pool, n).result(JOIN_TIMEOUT)
     return int(pool.stats().steals - before)
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+def _double(x: int) -> int:
+    return x * 2
+
+
+PIPELINE_STAGES: tuple[Callable[[int], int], ...] = (_inc, _double, _inc)
+
+
+def pipeline_contenders() -> list[tuple[str, Callable[[int, int], int]]]:
+    """(name, (n, capacity) -> checksum): a 3-stage Pipeline.map on each
+    backend, and the hand-written equivalent: a thread per stage joined by
+    queue.Queue(capacity), a sentinel to end."""
+    from fastconc.pipeline import Pipeline
+
+    def fastconc_run(ns: Any) -> Callable[[int, int], int]:
+        def run(n: int, capacity: int) -> int:
+            return sum(Pipeline(PIPELINE_STAGES, capacity=capacity, backend=ns).map(range(n)))
+        return run
+
+    found = [(f"Pipeline[{name}]", fastconc_run(ns))
+             for name, ns in _impl.implementations().items()]
+    found.append(("queue.Queue + threads", queue_chain))
+    return found
+
+
+def queue_chain(n: int, capacity: int) -> int:
+    """PIPELINE_STAGES as threads joined by bounded queue.Queues."""
+    stop = object()
+    queues: list[queue.Queue[Any]] = [queue.Queue(capacity)
+                                      for _ in range(len(PIPELINE_STAGES) + 1)]
+
+    def stage(fn: Callable[[int], int], inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
+        get, put = inbox.get, outbox.put
+        while True:
+            item = get()
+            if item is stop:
+                put(stop)
+                return
+            put(fn(item))
+
+    def feed() -> None:
+        put = queues[0].put
+        for i in range(n):
+            put(i)
+        put(stop)
+
+    workers = [threading.Thread(target=stage, args=(fn, queues[i], queues[i + 1]))
+               for i, fn in enumerate(PIPELINE_STAGES)]
+    workers.append(threading.Thread(target=feed))
+    for t in workers:
+        t.start()
+    total = 0
+    get = queues[-1].get
+    while (item := get(timeout=JOIN_TIMEOUT)) is not stop:
+        total += item
+    for t in workers:
+        _join(t, "queue chain stage")
+    return total
+
+
+def pipeline_checksum(n: int) -> int:
+    """What every pipeline contender returns for n items."""
+    return sum((i + 1) * 2 + 1 for i in range(n))

@@ -145,7 +145,7 @@ class _StageRun:
         self.spec = spec
         self.fn = spec.fn
         self.on_error = spec.on_error
-        self.workers: int = spec.workers  # type: ignore[assignment] - resolved by Pipeline
+        self.workers: int = spec.workers or 1  # Pipeline fills it in
         self.inbox = inbox
         self.outbox = outbox
         self.remote = remote
@@ -192,12 +192,12 @@ class _StageRun:
                     append(fn(item))
                 except Exception as exc:
                     counters.errors += 1
-                    if self.on_error == "skip":
-                        continue
-                    if self.on_error == "raise":
+                    handler = self.on_error
+                    if callable(handler):
+                        append(handler(item, exc))
+                    elif handler == "raise":
                         run.fail(exc)
                         return None
-                    append(self.on_error(item, exc))  # type: ignore[operator]
         finally:
             counters.busy += time.perf_counter() - start
             counters.items += len(batch)
@@ -465,10 +465,10 @@ class _Run:
             stage.outbox.send(result)
         else:
             counters.errors += 1
-            if stage.on_error == "raise":
+            if stage.on_error == "raise" or not isinstance(exc, Exception):
                 raise exc
-            if stage.on_error != "skip":
-                stage.outbox.send(stage.on_error(item, exc))  # type: ignore[operator]
+            if callable(stage.on_error):
+                stage.outbox.send(stage.on_error(item, exc))
         stage.permits.send(None)
 
 
@@ -623,8 +623,16 @@ class Pipeline:
             raise
 
     def __iter__(self) -> Iterator[Any]:
-        """Results until the pipeline is closed and drained."""
-        return _results(self._started(), cancel_on_exit=False)
+        """Results until the pipeline is closed and drained (one recv() each,
+        so breaking out of the loop leaves the rest for later)."""
+        run = self._started()
+        while True:
+            try:
+                yield self.recv()
+            except ChannelClosed:
+                if run.aborted:
+                    raise
+                return
 
     def close(self) -> None:
         """No more input: what is in flight still comes out, then the loops
@@ -651,7 +659,7 @@ class Pipeline:
             raise TypeError(f"map() needs an iterable, not {type(iterable).__name__}")
         with self._lock:
             run = self._launch(iterable)
-        results = _results(run, cancel_on_exit=True)
+        results = _results(run)
         weakref.finalize(results, run.abort, None)
         return results
 
@@ -684,7 +692,9 @@ class Pipeline:
         return f"<Pipeline {self.name!r} [{names}]>"
 
 
-def _results(run: _Run, cancel_on_exit: bool) -> Iterator[Any]:
+def _results(run: _Run) -> Iterator[Any]:
+    """map()'s iterator: takes results in batches (what it took but did not
+    yield yet is dropped with the run when the consumer stops early)."""
     outbox = run.outbox
     try:
         while True:
@@ -698,5 +708,4 @@ def _results(run: _Run, cancel_on_exit: bool) -> Iterator[Any]:
                 return
             yield from batch
     finally:
-        if cancel_on_exit:
-            run.abort(None)
+        run.abort(None)  # no-op when the run already ended

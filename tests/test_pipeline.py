@@ -245,6 +245,18 @@ def test_close_drains_in_flight(impl):
     no_threads_left(p)
 
 
+def test_breaking_out_of_iteration_loses_nothing(impl):
+    p = Pipeline([lambda x: x], backend=impl).start()
+    for i in range(10):
+        p.send(i, timeout=T)
+    p.close()
+    for x in p:
+        if x == 3:
+            break
+    assert list(p) == list(range(4, 10))
+    assert p.join(T)
+
+
 def test_cancel_aborts_and_leaves_no_threads(impl):
     entered = threading.Event()
     release = threading.Event()
