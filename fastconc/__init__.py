@@ -43,6 +43,7 @@ from fastconc._executor import PoolStats, WorkerStats
 
 # The high layer, written once on the primitives above (imports them from here).
 from fastconc.actors import Actor, ActorRef, ActorSystem, Terminated  # noqa: E402
+from fastconc.pipeline import Pipeline, Stage, StageStats  # noqa: E402
 
 __all__ = [
     "IMPLEMENTATION",
@@ -57,12 +58,15 @@ __all__ = [
     "Deadlock",
     "Empty",
     "Full",
+    "Pipeline",
     "PoolClosed",
     "PoolStats",
     "Queue",
     "ResourceUnavailable",
     "RingBuffer",
     "SpscRingBuffer",
+    "Stage",
+    "StageStats",
     "Terminated",
     "Timeout",
     "TypedRingBuffer",

@@ -7,6 +7,8 @@ import gc
 import itertools
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -297,6 +299,29 @@ def test_cancel_wakes_ordered_workers_waiting_their_turn(impl):
     p.cancel()
     release.set()
     assert p.join(T)
+
+
+@pytest.mark.parametrize("backend", ["cython", "python"])
+def test_interpreter_exits_with_a_pipeline_left_open(backend):
+    """Stage loops blocked on an input nobody closes must not hold up exit."""
+    code = f"""if True:
+        import fastconc
+        from fastconc.pipeline import Pipeline, Stage
+        ns = fastconc.implementations()[{backend!r}]
+        p = Pipeline([lambda x: x, Stage(lambda x: x, workers=2)], backend=ns).start()
+        p.send(1)
+        assert p.recv(5) == 1
+        p.send(2)
+        it = Pipeline([str], capacity=1, backend=ns).map(iter(int, 1))  # endless
+        next(it)
+        print("done")
+    """
+    if backend == "cython" and "cython" not in __import__("fastconc").implementations():
+        pytest.skip("no compiled backend")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=T)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"
 
 
 def test_with_block_cancels(impl):
