@@ -109,15 +109,24 @@ def _check_positive(value: object, what: str) -> int:
     return value
 
 
-class _Counters:
-    """One loop's figures: written by that loop only, summed by stats()."""
+# A loop sizes its batches so one takes about this long (seconds): large
+# batches for cheap functions, one item at a time for slow ones, so results
+# of slow calls go on as soon as they are ready.
+BATCH_SECONDS = 0.0002
 
-    __slots__ = ("busy", "errors", "items")
+
+class _Counters:
+    """One loop's figures (written by that loop only, summed by stats()) and
+    its current batch size."""
+
+    __slots__ = ("batch", "busy", "errors", "items")
 
     def __init__(self) -> None:
         self.items = 0
         self.errors = 0
         self.busy = 0.0
+        # Start with one item so the first result goes on at once.
+        self.batch = 1
 
 
 class _End:
@@ -174,20 +183,25 @@ class _StageRun:
             self.counters.append(counters)
         return counters
 
-    def batch_size(self) -> int:
+    def batch_size(self, counters: _Counters) -> int:
         if self.workers == 1:
-            return BATCH
+            return counters.batch
         # Share what is queued between the loops so each gets some work.
-        return max(1, min(BATCH, len(self.inbox) // self.workers))
+        return max(1, min(counters.batch, len(self.inbox) // self.workers))
 
     def apply(self, run: _Run, batch: list[Any], counters: _Counters) -> list[Any] | None:
-        """The stage's function over a batch; None when the run failed."""
+        """The stage's function over a batch; None when the run stopped
+        (failed here or aborted meanwhile: no further call is started)."""
         fn = self.fn
         results: list[Any] = []
         append = results.append
+        done = 0
         start = time.perf_counter()
         try:
             for item in batch:
+                if run.aborted:
+                    return None
+                done += 1
                 try:
                     append(fn(item))
                 except Exception as exc:
@@ -199,8 +213,13 @@ class _StageRun:
                         run.fail(exc)
                         return None
         finally:
-            counters.busy += time.perf_counter() - start
-            counters.items += len(batch)
+            elapsed = time.perf_counter() - start
+            counters.busy += elapsed
+            counters.items += done
+            if done:
+                # Shrink at once for slow calls, grow by doubling for fast ones.
+                fits = BATCH_SECONDS * done / elapsed if elapsed > 0 else BATCH
+                counters.batch = max(1, min(BATCH, int(fits), counters.batch * 2))
         return results
 
     def loop_done(self) -> None:
@@ -262,20 +281,21 @@ class _Run:
         self.done = threading.Event()
         self._lock = threading.Lock()
         loops: list[tuple[Callable[..., None], tuple[Any, ...], _StageRun | None]] = []
-        if source is not None:
-            loops.append((self._feed, (source,), None))
         for stage in self.stages:
             if remote:
                 loops.append((self._submit_loop, (stage,), None))
                 loops.append((self._collect_loop, (stage,), stage))
             else:
                 loops.extend((self._inline_loop, (stage,), stage) for _ in range(stage.workers))
-        self._running = len(loops)
+        self._running = len(loops) + (source is not None)
         with _live_lock:
             _live_runs.add(self)
         self.pool = pool_type(len(loops), thread_name_prefix=name)
         for loop, args, finishes in loops:
             self.pool.execute(self._guard, loop, args, finishes)
+        if source is not None:
+            threading.Thread(target=self._guard, args=(self._feed, (source,), None),
+                             name=f"{name}_feeder", daemon=True).start()
 
     # -- fate ---------------------------------------------------------------
 
@@ -286,10 +306,13 @@ class _Run:
     def abort(self, exc: BaseException | None) -> None:
         """Stop everything; ``exc`` (None: cancelled) is what consumers get."""
         with self._lock:
-            if self.aborted:
-                return
-            self.error = exc
-            self.aborted = True
+            if self.done.is_set():
+                return  # ended on its own: its results stay readable
+            if not self.aborted:
+                self.error = exc
+                self.aborted = True
+        # Closing and waking again is harmless, and finishes the job if an
+        # earlier abort was interrupted (a second Ctrl-C).
         for channel in self.channels:
             channel.close()
         for stage in self.stages:
@@ -336,30 +359,30 @@ class _Run:
     # -- loops ----------------------------------------------------------------
 
     def _feed(self, source: Iterable[Any]) -> None:
-        """map()'s feeder: the source into the first channel, in batches while
-        the first stage is busy, one at a time while it waits."""
+        """map()'s feeder (on its own daemon thread: a source blocked in
+        next() must not hold up interpreter exit).  An item read is sent
+        before the next is asked for, so a source that waits for more input
+        never holds back results; lists, tuples and ranges go in batches."""
         inbox = self.inbox
-        batch: list[Any] = []
         try:
-            for item in source:
-                batch.append(item)
-                if len(batch) >= BATCH or not len(inbox):
-                    if self.aborted:
+            if isinstance(source, (list, tuple, range)):
+                for i in range(0, len(source), BATCH):
+                    if self.aborted or inbox.send_many(source[i:i + BATCH]) < min(
+                            BATCH, len(source) - i):
                         return
-                    inbox.send_many(batch)
-                    batch = []
-            if batch:
-                inbox.send_many(batch)
-        except ChannelClosed:
-            return
-        except BaseException as exc:
-            # Delivered after every item read before it.
-            self.source_error = exc
-            if batch:
+                return
+            iterator = iter(source)
+            send = inbox.send
+            while not self.aborted:
                 try:
-                    inbox.send_many(batch)
-                except ChannelClosed:
+                    item = next(iterator)
+                except StopIteration:
                     return
+                except BaseException as exc:
+                    # Raised at the consumer after every item read before it.
+                    self.source_error = exc
+                    return
+                send(item)
         finally:
             inbox.close()
 
@@ -370,7 +393,7 @@ class _Run:
             if stage.turnstile:
                 with stage.recv_lock:
                     try:
-                        batch = inbox.recv_many(stage.batch_size())
+                        batch = inbox.recv_many(stage.batch_size(counters))
                     except ChannelClosed:
                         return
                     ticket = stage.next_ticket
@@ -381,7 +404,7 @@ class _Run:
                     return
             else:
                 try:
-                    batch = inbox.recv_many(stage.batch_size())
+                    batch = inbox.recv_many(stage.batch_size(counters))
                 except ChannelClosed:
                     return
                 results = stage.apply(self, batch, counters)
@@ -415,15 +438,21 @@ class _Run:
         index = 0
         while not self.aborted:
             stage.permits.recv()  # one more call may be in flight
+            if self.aborted:
+                return
             try:
                 item = stage.inbox.recv()
             except ChannelClosed:
                 if not self.aborted:
                     finished.send(_End(index))
                 return
+            if self.aborted:
+                return
             future = executor.submit(_timed_call, fn, item)
             with stage.lock:
                 stage.in_flight[index] = future
+            if self.aborted:  # wake() may have listed in_flight already
+                future.cancel()
             future.add_done_callback(_Finished(finished, index, item))
             index += 1
 
@@ -527,6 +556,13 @@ class Pipeline:
     read before it.  ``cancel()`` aborts at once (items in flight are
     dropped).  ``join(timeout)`` waits until the run's threads are gone.
     Leaving a ``with`` block cancels what the pipeline still runs.
+
+    With ``executor=``, ``workers`` is the number of calls a stage keeps in
+    flight on the executor (default 1: say ``workers=N`` to use N of its
+    threads).  At interpreter exit, runs still going are cancelled, as
+    daemon threads would be (their loops would otherwise keep the process
+    alive); a pipeline that other threads still use when the main thread
+    returns must be drained and joined by them first.
     """
 
     def __init__(self, stages: Iterable[Callable[[Any], Any] | Stage], *, capacity: int = 64,
@@ -595,7 +631,7 @@ class Pipeline:
             self._run = run = self._launch(None)
         # A dropped pipeline must not leave its loops waiting on channels
         # nobody will touch again.
-        weakref.finalize(self, run.abort, None)
+        weakref.finalize(self, _abort_soon, run)
         return self
 
     def _started(self) -> _Run:
@@ -653,14 +689,15 @@ class Pipeline:
 
     def map(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """A fresh run over ``iterable``: results stream out while the input
-        is still being read.  Closing or dropping the iterator cancels the
-        run."""
+        is still being read (on a separate daemon thread, so the iterable must
+        not be tied to the calling thread).  Closing or dropping the iterator
+        cancels the run."""
         if not isinstance(iterable, Iterable):
             raise TypeError(f"map() needs an iterable, not {type(iterable).__name__}")
         with self._lock:
             run = self._launch(iterable)
         results = _results(run)
-        weakref.finalize(results, run.abort, None)
+        weakref.finalize(results, _abort_soon, run)
         return results
 
     def stats(self) -> tuple[StageStats, ...]:
@@ -692,20 +729,39 @@ class Pipeline:
         return f"<Pipeline {self.name!r} [{names}]>"
 
 
+def _abort_soon(run: _Run) -> None:
+    """Abort from a finalizer: on a fresh thread, because the collector may
+    run this while the current thread holds a (pure-Python) Channel's lock
+    that closing the channel needs."""
+    if run.done.is_set():
+        return
+    try:
+        threading.Thread(target=run.abort, args=(None,), daemon=True,
+                         name="Pipeline-abort").start()
+    except RuntimeError:  # no new threads at interpreter shutdown
+        run.abort(None)
+
+
 def _results(run: _Run) -> Iterator[Any]:
     """map()'s iterator: takes results in batches (what it took but did not
     yield yet is dropped with the run when the consumer stops early)."""
     outbox = run.outbox
+    ended = False
     try:
         while True:
             run.raise_if_aborted()
             try:
                 batch = outbox.recv_many(BATCH)
             except ChannelClosed:
+                ended = True
                 run.raise_if_aborted()
                 if run.source_error is not None:
                     raise run.source_error from None
                 return
             yield from batch
     finally:
-        run.abort(None)  # no-op when the run already ended
+        if not ended:
+            # The consumer stopped early.  Also reached when the garbage
+            # collector closes a dropped iterator, which may happen inside a
+            # Channel method of this very thread: hence _abort_soon.
+            _abort_soon(run)

@@ -228,6 +228,87 @@ def test_source_error_comes_after_earlier_items(impl):
     no_threads_left(p)
 
 
+def test_source_raising_channel_closed_is_not_an_end(impl):
+    """A ChannelClosed from the source (say, another pipeline's iterator) is
+    the source's error, not a quiet end of input."""
+    def source():  # noqa: ANN202
+        yield from range(10)
+        raise ChannelClosed("upstream went away")
+
+    got = []
+    with pytest.raises(ChannelClosed, match="upstream went away"):
+        for x in Pipeline([lambda x: x], backend=impl).map(source()):
+            got.append(x)
+    assert got == list(range(10))
+
+
+def test_live_source_does_not_hold_back_results(impl):
+    """Items already read are processed while the source waits for more:
+    the source's 4th item only comes once the first 3 results are out."""
+    got: list[int] = []
+    three_out = threading.Event()
+
+    def source():  # noqa: ANN202
+        yield from (0, 1, 2)
+        assert three_out.wait(T), "results held back while the source waited"
+        yield 3
+
+    for x in Pipeline([lambda x: x, lambda x: x], backend=impl).map(source()):
+        got.append(x)
+        if len(got) == 3:
+            three_out.set()
+    assert got == [0, 1, 2, 3]
+
+
+def test_first_result_goes_on_before_later_calls(impl):
+    first_out = threading.Event()
+
+    def stage(x: int) -> int:
+        if x == 1:
+            assert first_out.wait(T), "result 0 held back behind call 1"
+        return x
+
+    p = Pipeline([stage], backend=impl).start()
+    for i in range(8):
+        p.send(i, timeout=T)
+    assert p.recv(timeout=T) == 0
+    first_out.set()
+    assert [p.recv(timeout=T) for _ in range(7)] == list(range(1, 8))
+    p.close()
+    assert p.join(T)
+
+
+def test_cancel_starts_no_further_calls(impl):
+    entered = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def stage(x: int) -> int:
+        calls.append(x)
+        entered.set()
+        assert release.wait(T)
+        return x
+
+    p = Pipeline([Stage(lambda x: x), stage], backend=impl).start()
+    for i in range(20):
+        p.send(i, timeout=T)
+    assert entered.wait(T)
+    p.cancel()
+    release.set()
+    assert p.join(T)
+    assert calls == [0]
+
+
+def test_with_block_keeps_results_of_a_finished_run(impl):
+    with Pipeline([lambda x: x + 1], backend=impl) as p:
+        p.start()
+        for i in range(3):
+            p.send(i, timeout=T)
+        p.close()
+        assert p.join(T)
+    assert list(p) == [1, 2, 3]
+
+
 def test_close_drains_in_flight(impl):
     p = Pipeline([Stage(jitter(5), workers=3), str], capacity=16, backend=impl).start()
     results: list[str] = []
@@ -269,7 +350,7 @@ def test_cancel_aborts_and_leaves_no_threads(impl):
         return x
 
     p = Pipeline([stuck, lambda x: x], capacity=4, backend=impl).start()
-    for i in range(8):
+    for i in range(5):  # one in the stuck call, four in the first channel
         p.send(i, timeout=T)
     assert entered.wait(T)
     p.cancel()
