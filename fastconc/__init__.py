@@ -43,6 +43,8 @@ from fastconc._executor import PoolStats, WorkerStats
 
 # The high layer, written once on the primitives above (imports them from here).
 from fastconc.actors import Actor, ActorRef, ActorSystem, Terminated  # noqa: E402
+from fastconc.breaker import CircuitBreaker, CircuitMetrics, CircuitState  # noqa: E402
+from fastconc.objpool import ObjectPool, ObjectPoolStats  # noqa: E402
 from fastconc.pipeline import Pipeline, Stage, StageStats  # noqa: E402
 
 __all__ = [
@@ -53,11 +55,16 @@ __all__ = [
     "ActorSystem",
     "Channel",
     "ChannelClosed",
+    "CircuitBreaker",
+    "CircuitMetrics",
     "CircuitOpenError",
+    "CircuitState",
     "ConcurrencyError",
     "Deadlock",
     "Empty",
     "Full",
+    "ObjectPool",
+    "ObjectPoolStats",
     "Pipeline",
     "PoolClosed",
     "PoolStats",

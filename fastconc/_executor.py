@@ -24,6 +24,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
+from fastconc._report import report_uncaught
 from fastconc.errors import PoolClosed
 
 __all__ = [
@@ -258,8 +259,7 @@ def report_error(handler: Callable[[BaseException], object] | None, exc: BaseExc
                 return
             except BaseException as handler_exc:
                 exc = handler_exc
-        threading.excepthook(threading.ExceptHookArgs(
-            [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+        report_uncaught(exc)
     except BaseException as last:
         unraisable(last, "reporting a WorkStealingPool task error")
 

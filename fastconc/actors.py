@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
+from fastconc._report import report_uncaught as _report
 from fastconc.errors import ActorStopped, ChannelClosed, Deadlock, Empty, Full, Timeout
 
 __all__ = ["Actor", "ActorRef", "ActorSystem", "Context", "Terminated"]
@@ -698,13 +699,6 @@ class _Cell:
         if self.children is None:
             self.children = []
         self.children.append(child)
-
-
-def _report(exc: BaseException) -> None:
-    """An error nobody can catch (a hook, an escalation with no parent, a
-    timer callback): reported as threading.excepthook reports a thread's."""
-    threading.excepthook(threading.ExceptHookArgs(
-        [type(exc), exc, exc.__traceback__, threading.current_thread()]))
 
 
 class _Timers:

@@ -65,7 +65,14 @@ class Deadlock(ConcurrencyError, RuntimeError):
 
 
 class CircuitOpenError(ConcurrencyError):
-    """The circuit breaker is open and rejects calls for now."""
+    """The circuit breaker is open and rejects calls for now.
+
+    ``remaining``: seconds until it lets a trial call through (0.0 when it is
+    half-open with every trial slot taken, ``math.inf`` when forced open);
+    ``breaker``: the breaker that refused the call."""
+
+    remaining: float = 0.0
+    breaker: object = None
 
 
 class ActorStopped(ConcurrencyError):
