@@ -32,6 +32,7 @@ import enum
 import functools
 import inspect
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -183,13 +184,26 @@ class _TimeWindow:
 
 
 # Calls inside ``with breaker:`` / ``async with breaker:`` blocks: a linked stack
-# of (breaker, phase, start, below) in a context variable, so each thread and
-# each asyncio task sees only its own blocks.  (A threading.local stack would
-# pair the wrong enter and exit when two tasks on one event loop both await
-# inside a ``with breaker:`` block.)
-_Entry = tuple["CircuitBreaker", _Phase, float | None, Any]
+# of (breaker, token, below) in a context variable, so each thread and each
+# asyncio task finds its own blocks; the breaker maps the token to the block's
+# (phase, start).  (A threading.local stack would pair the wrong enter and exit
+# when two tasks on one event loop both await inside a ``with breaker:``
+# block.)  A block that exits in another context than it entered (before 3.12,
+# asyncio.wait_for() runs each step of an async generator in a new task) finds
+# no token there and settles the breaker's oldest open block instead: the
+# pairing is then approximate, but no block, and so no trial slot, is lost.
+_Entry = tuple["CircuitBreaker", object, Any]
 _entered: contextvars.ContextVar[_Entry | None] = contextvars.ContextVar(
     "fastconc_breaker_entered", default=None)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, concurrent.futures.CancelledError):
+        return True
+    # Without asyncio imported, exc cannot be one of its errors (and the
+    # breaker need not import it).
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.CancelledError)
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -273,7 +287,7 @@ class CircuitBreaker:
         "_trial_successes", "_consecutive", "_closed_calls", "_closed_failures",
         "_calls", "_successes", "_failures", "_rejections", "_slow_calls", "_opened",
         "_listeners", "_pending", "_delivering", "_fast_phase", "_quiet_phase",
-        "_quiet_successes", "_quiet_base",
+        "_quiet_successes", "_quiet_base", "_blocks",
     )
 
     def __init__(
@@ -371,6 +385,8 @@ class CircuitBreaker:
         self._slow_calls = 0
         self._opened = 0
         self._pending: deque[tuple[CircuitState, CircuitState]] = deque()
+        # Open `with` blocks: token -> (phase, start); see _entered.
+        self._blocks: dict[object, tuple[_Phase, float | None]] = {}
         self._delivering = False
 
     @staticmethod
@@ -599,7 +615,10 @@ class CircuitBreaker:
         if phase is None:
             phase = self._admit_slow()
         start = None if self._slow_call_duration is None else self._clock()
-        _entered.set((self, phase, start, _entered.get()))
+        token = object()
+        with self._lock:
+            self._blocks[token] = (phase, start)
+        _entered.set((self, token, _entered.get()))
         return self
 
     def __exit__(
@@ -630,25 +649,36 @@ class CircuitBreaker:
         self.__exit__(exc_type, exc, tb)
 
     def _pop_entry(self) -> tuple[_Phase, float | None]:
+        token = self._unlink_token()
+        with self._lock:
+            block = self._blocks.pop(token, None)
+            if block is None and self._blocks:
+                block = self._blocks.pop(next(iter(self._blocks)))
+        if block is None:
+            raise RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
+        return block
+
+    def _unlink_token(self) -> object:
+        """This context's innermost block of this breaker, taken off the
+        stack; None when this context entered none."""
         top = _entered.get()
         if top is not None and top[0] is self:
-            _entered.set(top[3])
-            return top[1], top[2]
+            _entered.set(top[2])
+            return top[1]
         above: list[_Entry] = []
         node = top
         while node is not None and node[0] is not self:
             above.append(node)
-            node = node[3]
+            node = node[2]
         if node is None:
-            raise RuntimeError(
-                f"{self!r}: __exit__ without a matching __enter__ in this thread or task")
+            return None
         # Blocks are normally exited innermost first (handled above); an
         # out-of-order exit (contextlib.ExitStack games) still unlinks its own.
-        below = node[3]
+        below = node[2]
         for entry in reversed(above):
-            below = (entry[0], entry[1], entry[2], below)
+            below = (entry[0], entry[1], below)
         _entered.set(below)
-        return node[1], node[2]
+        return node[1]
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -674,7 +704,13 @@ class CircuitBreaker:
                     remaining = self._remaining_locked()
                 self._rejections += 1
         if changed:
-            self._deliver()
+            try:
+                self._deliver()
+            except BaseException:
+                if admitted:  # the call will not run: give its slot back
+                    with self._lock:
+                        self._record_locked(phase, _NEUTRAL, False)
+                raise
         if not admitted:
             raise self._open_error(state, remaining)
         return phase
@@ -716,12 +752,22 @@ class CircuitBreaker:
             self._deliver()
 
     def _failed(self, phase: _Phase, exc: BaseException, start: float | None) -> None:
-        outcome = self._classify(exc)
-        slow = False
-        if start is not None and outcome != _NEUTRAL:
-            slow = self._is_slow(start)
-            if slow:
-                outcome = _FAILURE
+        try:
+            outcome = self._classify(exc)
+            slow = False
+            if start is not None and (outcome != _NEUTRAL or _is_cancellation(exc)):
+                # A call cancelled by an outer timeout after running too long
+                # is a slow call: else a hanging dependency behind
+                # asyncio.wait_for() would never trip the breaker.
+                slow = self._is_slow(start)
+                if slow:
+                    outcome = _FAILURE
+        except BaseException:
+            # Interrupted while classifying (a predicate's Ctrl-C): still
+            # record an outcome, or a trial's slot would be lost for good.
+            with self._lock:
+                self._record_locked(phase, _NEUTRAL, False)
+            raise
         with self._lock:
             changed = self._record_locked(phase, outcome, slow)
         if changed:

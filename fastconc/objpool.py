@@ -149,7 +149,10 @@ class ObjectPool(Generic[T]):
     thread: ages are looked at lazily, with ``clock()`` (injectable for tests).
 
     ``put`` of an object not checked out from this pool (foreign, or already
-    returned) raises ValueError; so does ``invalidate`` of one.  A broken
+    returned) raises ValueError; so does ``invalidate`` of one.  (A late second
+    ``put`` of an object another thread has checked out again meanwhile looks
+    like that thread's return and cannot be caught; an ``acquire()`` block
+    tracks its own checkout and can.)  A broken
     object is discarded with ``invalidate(obj)`` instead of ``put(obj)``;
     leaving an ``acquire()`` block by an exception still puts the object back.
 
@@ -293,43 +296,27 @@ class ObjectPool(Generic[T]):
 
     def _take_idle(self) -> _Entry | None:
         """With a slot held: an idle object that is young enough and passes
-        validate, checked out; None when there is none left to try."""
+        validate, checked out; None when there is none left to try.  A stale
+        object found on the way is destroyed under the slot this call holds,
+        one at a time, so a destroy in progress still counts against
+        max_size (a waiter cannot make its replacement meanwhile)."""
         validate = self._validate
         while True:
-            doomed: list[_Entry] = []
+            victim: _Entry | None = None
             entry: _Entry | None = None
             with self._lock:
                 if self._closed:
                     raise PoolClosed("the object pool is closed")
                 idle = self._idle
                 if idle and self._aging:
-                    now = self._clock()
-                    self._evict_idle(now, doomed)
-                    lifetime = self._max_lifetime
-                    while idle:
-                        candidate = idle.pop()
-                        if lifetime is not None and now - candidate.born > lifetime:
-                            doomed.append(candidate)
-                        else:
-                            entry = candidate
-                            break
-                    self._destroyed += len(doomed)
-                elif idle:
+                    victim = self._stale_locked(self._clock(), anywhere=False)
+                if victim is None and idle:
                     entry = idle.pop()
-                if entry is not None:
                     entry.uses += 1
                     self._out[id(entry.obj)] = entry
-            try:
-                for old in doomed:
-                    self._destroy(old.obj)
-            except BaseException:
-                # A destroy hook interrupted (Ctrl-C): the candidate goes
-                # back untouched, so the tables stay right.
-                if entry is not None:
-                    with self._lock:
-                        del self._out[id(entry.obj)]
-                        self._idle.append(entry)
-                raise
+            if victim is not None:
+                self._destroy_counted(victim)
+                continue
             if entry is None or validate is None:
                 return entry
             try:
@@ -348,21 +335,38 @@ class ObjectPool(Generic[T]):
         """Destroy an object this get() had checked out, keeping the slot."""
         with self._lock:
             del self._out[id(entry.obj)]
-            self._destroyed += 1
-        self._destroy(entry.obj)
+        self._destroy_counted(entry)
 
-    def _evict_idle(self, now: float, doomed: list[_Entry]) -> None:
-        """(Lock held.)  Move the objects idle for longer than max_idle into
-        doomed, oldest first, keeping at least min_size objects.  The deque is
-        in order of return, so the stale ones are all on the left."""
-        max_idle = self._max_idle
-        if max_idle is None:
-            return
+    def _destroy_counted(self, entry: _Entry) -> None:
+        """Destroy an object off every table; counted once it is gone, so
+        stats().size includes objects still being destroyed."""
+        try:
+            self._destroy(entry.obj)
+        finally:
+            with self._lock:
+                self._destroyed += 1
+
+    def _stale_locked(self, now: float, anywhere: bool) -> _Entry | None:
+        """(Lock held.)  Take one idle object to retire, if any: the oldest
+        return when idle longer than max_idle (keeping min_size objects),
+        else one past max_lifetime (the next to be handed out, or with
+        ``anywhere`` any of them)."""
         idle = self._idle
-        size = self._created - self._destroyed - len(doomed)
-        while idle and size > self._min_size and now - idle[0].since > max_idle:
-            doomed.append(idle.popleft())
-            size -= 1
+        max_idle = self._max_idle
+        if (max_idle is not None and now - idle[0].since > max_idle
+                and self._created - self._destroyed > self._min_size):
+            return idle.popleft()
+        lifetime = self._max_lifetime
+        if lifetime is None:
+            return None
+        if now - idle[-1].born > lifetime:
+            return idle.pop()
+        if anywhere:
+            for i, entry in enumerate(idle):
+                if now - entry.born > lifetime:
+                    del idle[i]
+                    return entry
+        return None
 
     def _create(self) -> _Entry:
         """With a slot held and no idle object: make a new one."""
@@ -371,14 +375,16 @@ class ObjectPool(Generic[T]):
         entry = _Entry(obj, now)
         entry.uses = 1
         with self._lock:
+            if id(obj) in self._out or any(e.obj is obj for e in self._idle):
+                # Tracking it twice would lose a slot for good.
+                raise ValueError(f"factory returned {_describe(obj)}, which is already in "
+                                 "this pool: it must make a new object each call")
             self._created += 1
             closed = self._closed
-            if closed:
-                self._destroyed += 1
-            else:
+            if not closed:
                 self._out[id(obj)] = entry
         if closed:
-            self._destroy(obj)
+            self._destroy_counted(entry)
             raise PoolClosed("the object pool is closed")
         return entry
 
@@ -461,12 +467,10 @@ class ObjectPool(Generic[T]):
 
     def _discard(self, entry: _Entry) -> None:
         """Destroy an object that is off every table, then free its slot."""
-        with self._lock:
-            self._destroyed += 1
         try:
             # Destroyed before the slot is freed, so that a waiter making a
             # replacement never brings more than max_size live objects about.
-            self._destroy(entry.obj)
+            self._destroy_counted(entry)
         finally:
             self._free_slot()
 
@@ -497,19 +501,24 @@ class ObjectPool(Generic[T]):
         resources of a pool that is not being used."""
         if self._max_idle is None and self._max_lifetime is None:
             return 0
-        doomed: list[_Entry] = []
-        with self._lock:
-            now = self._clock()
-            self._evict_idle(now, doomed)
-            lifetime = self._max_lifetime
-            if lifetime is not None:
-                keep = [e for e in self._idle if now - e.born <= lifetime]
-                doomed.extend(e for e in self._idle if now - e.born > lifetime)
-                self._idle = deque(keep)
-            self._destroyed += len(doomed)
-        for entry in doomed:
-            self._destroy(entry.obj)
-        return len(doomed)
+        count = 0
+        while True:
+            # Each object is destroyed under a free slot's permit, as in
+            # _take_idle; no free slot: every object is out or being taken.
+            try:
+                self._permits.try_recv()
+            except (Empty, ChannelClosed):
+                return count
+            try:
+                with self._lock:
+                    victim = (self._stale_locked(self._clock(), anywhere=True)
+                              if self._idle else None)
+                if victim is None:
+                    return count
+                self._destroy_counted(victim)
+                count += 1
+            finally:
+                self._free_slot()
 
     def close(self) -> None:
         """Destroy the idle objects and refuse new checkouts (PoolClosed),
@@ -521,10 +530,15 @@ class ObjectPool(Generic[T]):
             self._closed = True
             doomed = list(self._idle)
             self._idle.clear()
-            self._destroyed += len(doomed)
         self._permits.close()
+        interrupted: BaseException | None = None
         for entry in doomed:
-            self._destroy(entry.obj)
+            try:
+                self._destroy_counted(entry)
+            except BaseException as exc:  # Ctrl-C: destroy the rest all the same
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
 
     @property
     def closed(self) -> bool:

@@ -263,7 +263,9 @@ def test_counts_and_transitions_stay_consistent_while_flapping(threads):
         good = bad = rejected = 0
         for i in range(per_thread):
             try:
-                breaker.call(fail if (t + i) % 3 == 0 else ok)
+                # Two failures, then a success: every thread trips the
+                # breaker by itself, whatever the interleaving.
+                breaker.call(fail if (t + i) % 3 else ok)
                 good += 1
             except ValueError:
                 bad += 1
@@ -1134,3 +1136,67 @@ class BreakerMachine(RuleBasedStateMachine):
 
 TestBreakerMachine = BreakerMachine.TestCase
 TestBreakerMachine.settings = SETTINGS
+
+
+def test_interrupt_in_a_listener_at_admission_gives_the_trial_slot_back():
+    clock = FakeClock()
+    interrupts = [KeyboardInterrupt()]
+
+    def listener(b: CircuitBreaker, old: CircuitState, new: CircuitState) -> None:
+        if new is HALF_OPEN and interrupts:
+            raise interrupts.pop()
+
+    breaker = CircuitBreaker(1, 10.0, clock=clock, listeners=[listener])
+    trip(breaker, 1)
+    clock.advance(11)
+    with pytest.raises(KeyboardInterrupt):
+        breaker.call(ok)  # admitted as the trial, then the listener interrupts
+    assert breaker.call(ok) == "ok"  # the slot came back: a trial still gets in
+    assert breaker.state is CLOSED
+
+
+def test_block_exiting_in_another_context_settles_its_trial():
+    """Before 3.12 asyncio.wait_for() runs each step of an async generator in
+    a new task, so `async with breaker:` can exit in another context."""
+    import contextvars
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, 10.0, clock=clock)
+    trip(breaker, 1)
+    clock.advance(11)
+    entered = contextvars.copy_context()
+    entered.run(breaker.__enter__)  # the trial, entered in one context...
+    assert breaker.state is HALF_OPEN
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)  # ...holds the only slot
+    breaker.__exit__(None, None, None)  # ...and leaves from this one
+    assert breaker.state is CLOSED
+    with pytest.raises(RuntimeError, match="without a matching"):
+        breaker.__exit__(None, None, None)
+
+
+def test_cancelled_call_that_ran_too_long_is_a_slow_failure():
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, 10.0, slow_call_duration=0.05, clock=clock)
+
+    async def hang() -> None:
+        clock.advance(0.1)  # the dependency hangs past the slow-call limit...
+        raise asyncio.CancelledError  # ...until an outer timeout cancels it
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(breaker.call_async(hang))
+    m = breaker.metrics()
+    assert (m.failures, m.slow_calls, m.state) == (1, 1, OPEN)
+
+
+def test_cancelled_quick_call_is_neutral():
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, 10.0, slow_call_duration=0.05, clock=clock)
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(breaker.call_async(cancelled))
+    m = breaker.metrics()
+    assert (m.calls, m.failures, m.successes, m.state) == (1, 0, 0, CLOSED)

@@ -857,3 +857,69 @@ class PoolMachine(RuleBasedStateMachine):
 
 def test_pool_against_a_model(impl):
     run_state_machine_as_test(lambda: PoolMachine(impl), settings=SETTINGS)
+
+
+class SlowDestroy:
+    """A destroy hook that blocks until released, counting live objects."""
+
+    def __init__(self) -> None:
+        self.destroying = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.alive = 0
+        self.most = 0
+
+    def factory(self) -> Conn:
+        with self.lock:
+            self.alive += 1
+            self.most = max(self.most, self.alive)
+        return Conn(self.alive)
+
+    def destroy(self, conn: Conn) -> None:
+        self.destroying.set()
+        assert self.release.wait(T)
+        with self.lock:
+            self.alive -= 1
+
+
+@pytest.mark.parametrize("how", ["get", "prune"])
+def test_retiring_an_idle_object_keeps_its_slot_until_destroyed(impl, threads, how):
+    """While a stale idle object is being destroyed its slot is taken: no
+    replacement may be made meanwhile, or max_size would be exceeded."""
+    hooks = SlowDestroy()
+    clock = FakeClock()
+    pool = ObjectPool(hooks.factory, 1, max_idle=1.0, destroy=hooks.destroy, clock=clock,
+                      backend=impl)
+    pool.put(pool.get())
+    clock.now += 2.0  # the idle object is now stale
+    results: list[object] = []
+    if how == "get":
+        threads.start(lambda: results.append(pool.get(timeout=T)))
+    else:
+        threads.start(lambda: results.append(pool.prune()))
+    assert hooks.destroying.wait(T)
+    with pytest.raises(ResourceUnavailable):
+        pool.get(timeout=0)
+    hooks.release.set()
+    threads.join()
+    assert hooks.most == 1
+    if how == "prune":
+        assert results == [1]
+        assert pool.stats().size == 0
+    else:
+        assert pool.stats().in_use == 1
+
+
+def test_factory_returning_an_object_in_the_pool(impl):
+    shared = Conn(0)
+    pool = ObjectPool(lambda: shared, 2, backend=impl)
+    assert pool.get(timeout=0) is shared
+    with pytest.raises(ValueError, match="already in this pool"):
+        pool.get(timeout=0)
+    pool.put(shared)
+    assert pool.get(timeout=0) is shared
+    # Both slots are still there: the second get reaches the factory again
+    # instead of timing out.
+    with pytest.raises(ValueError, match="already in this pool"):
+        pool.get(timeout=0)
+    assert pool.stats().created == 1
