@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import collections
 import concurrent.futures as cf
+import importlib
 import queue
 import threading
 import time
@@ -24,6 +25,12 @@ from fastconc import _impl
 JOIN_TIMEOUT = 600.0
 
 __all__ = [
+    "bare_call",
+    "borrow_return",
+    "breaker_calls",
+    "counting_actor",
+    "pykka_counter",
+    "tell_until_handled",
     "Contender",
     "contenders",
     "cross_thread",
@@ -387,3 +394,72 @@ def queue_chain(n: int, capacity: int) -> int:
 def pipeline_checksum(n: int) -> int:
     """What every pipeline contender returns for n items."""
     return sum((i + 1) * 2 + 1 for i in range(n))
+
+
+# ---------------------------------------------------------------- actors
+
+
+def counting_actor() -> type:
+    """An Actor that counts messages; asked ``None``, it answers the count.
+    (Made on first use: this module must not import the high layer when
+    it is imported.)"""
+    from fastconc import Actor
+
+    class Counter(Actor):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def handle_message(self, msg: Any) -> Any:
+            if msg is None:
+                return self.n
+            self.n += 1
+            return None
+
+    return Counter
+
+
+def pykka_counter() -> Any:
+    """The same actor on pykka (imported here: it is optional)."""
+    pykka: Any = importlib.import_module("pykka")
+
+    class Counter(pykka.ThreadingActor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def on_receive(self, message: Any) -> Any:
+            if message is None:
+                return self.n
+            self.n += 1
+            return None
+
+    return Counter.start()
+
+
+def tell_until_handled(tell: Callable[[Any], object], ask: Callable[..., Any], n: int) -> None:
+    """Tell n messages, then ask for the count: every tell was handled."""
+    before = ask(None, timeout=JOIN_TIMEOUT)
+    for _ in range(n):
+        tell(1)
+    if ask(None, timeout=JOIN_TIMEOUT) != before + n:
+        raise AssertionError("messages lost")
+
+
+# ---------------------------------------------------------------- breaker, object pool
+
+
+def bare_call(fn: Callable[[], object]) -> object:
+    """The baseline for a breaker's call(): just the call."""
+    return fn()
+
+
+def breaker_calls(call: Callable[[Callable[[], object]], object], n: int) -> None:
+    """n calls of a no-op through call(fn)."""
+    for _ in range(n):
+        call(_noop)
+
+
+def borrow_return(get: Callable[[], Any], put: Callable[[Any], object], n: int) -> None:
+    """n checkout + return pairs from one thread."""
+    for _ in range(n):
+        put(get())

@@ -99,10 +99,11 @@ def test_channel_closed_is_queue_shutdown():
     assert issubclass(errors.ChannelClosed, queue.ShutDown)
 
 
-def test_main_module_runs_quick_comparison():
+def test_main_module_without_arguments_prints_version_backend_and_help():
     out = subprocess.run(
-        [sys.executable, "-m", "fastconc", "--quick"],
+        [sys.executable, "-m", "fastconc"],
         capture_output=True, text=True, check=True, cwd="/", timeout=300,
     ).stdout
+    assert f"fastconc {fastconc.__version__}" in out
     assert f"backend in use: {fastconc.IMPLEMENTATION}" in out
-    assert "queue.Queue" in out and "Channel" in out
+    assert "python -m fastconc bench" in out
