@@ -147,8 +147,10 @@ def _typed() -> tuple[list[Contender], list[str]]:
         def setup(n: int, ns: Any = ns) -> tuple[Callable[[], object], Callable[[], object]]:
             src = array.array("d", range(n))
             dst = array.array("d", bytes(8 * n))
-            ring = ns.TypedRingBuffer(1 << 16, "d")
-            return (lambda: w.typed_transfer(ring, src, dst)), _nothing
+            # A fresh ring per run: each run's producer is a new thread, and
+            # the first thread to push owns a TypedRingBuffer's push side.
+            return (lambda: w.typed_transfer(ns.TypedRingBuffer(1 << 16, "d"), src, dst)), \
+                _nothing
         found.append(Contender(f"{backend} TypedRingBuffer", _backend_kind(backend), setup))
 
     def simple(n: int) -> tuple[Callable[[], object], Callable[[], object]]:
@@ -342,13 +344,17 @@ def run(keys: list[str], scale: float, rounds: int, out: TextIO = sys.stdout,
           "baseline\n", file=out, flush=True)
     selected = [g for g in GROUPS if g.key in keys]
     results = []
+    # The progress line rewrites itself: only on a terminal, not in a log.
+    live = err.isatty()
     for i, group in enumerate(selected, 1):
         def progress(what: str, i: int = i) -> None:
-            err.write(f"\r\033[K[{i}/{len(selected)}] {what}")
-            err.flush()
+            if live:
+                err.write(f"\r\033[K[{i}/{len(selected)}] {what}")
+                err.flush()
         result = run_group(group, scale, rounds, progress)
-        err.write("\r\033[K")
-        err.flush()
+        if live:
+            err.write("\r\033[K")
+            err.flush()
         print(format_group(result) + "\n", file=out, flush=True)
         results.append(result)
     return {

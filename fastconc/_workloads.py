@@ -234,6 +234,8 @@ def typed_transfer(ring: Any, src: array.array[Any], dst: array.array[Any],
         k = ring.pop_into(view[pos:pos + chunk])
         pos += k
         if not k:
+            if not t.is_alive() and not len(ring):
+                raise RuntimeError("TypedRingBuffer transfer: the producer stopped early")
             _yield()
     _join(t, "TypedRingBuffer transfer")
 

@@ -4,6 +4,7 @@ reports, with both backends and with the fallback alone.  Never how fast."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import os
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.thread_unsafe(reason="runs a subprocess that starts man
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fastconc", "bench", *args],
-                          capture_output=True, text=True, cwd="/", timeout=600,
+                          capture_output=True, text=True, cwd="/", timeout=100,
                           env={**os.environ, **(env or {})})
 
 
@@ -61,6 +62,7 @@ def test_bench_runs_every_group_and_writes_json(tmp_path, no_extensions):
     for group in _bench.GROUPS:
         assert group.title in out.stdout
     assert "(baseline)" in out.stdout
+    assert "\033[K" not in out.stderr  # no progress line when stderr is not a terminal
     backends = ["python"] if no_extensions else ["cython", "python"]
     check_document(json.loads(path.read_text()), _bench.KEYS, backends)
 
@@ -90,3 +92,18 @@ def test_plot_needs_matplotlib(tmp_path: Path):
     else:
         assert out.returncode == 0, out.stderr
         assert path.read_bytes().startswith(b"\x89PNG")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal():
+    out, err = io.StringIO(), Terminal()
+    doc = _bench.run(["breaker", "objpool"], 0.001, 1, out, err)
+    assert "[1/2] breaker: CircuitBreaker" in err.getvalue()
+    assert "[2/2] objpool: " in err.getvalue()
+    assert err.getvalue().endswith("\r\033[K")  # cleared at the end
+    assert [g["key"] for g in doc["groups"]] == ["breaker", "objpool"]
+    assert "CircuitBreaker: a no-op call" in out.getvalue()
