@@ -35,6 +35,24 @@ if op.startswith("pool_"):
     pool = ns.WorkStealingPool(1)
     gate = threading.Event()
     held = pool.submit(gate.wait, 30)
+if op == "ask":
+    import threading, fastconc
+    system = fastconc.ActorSystem(1, backend=ns)
+    gate = threading.Event()
+    class Busy(fastconc.Actor):
+        def handle_message(self, msg):
+            if msg == "block":
+                gate.wait(30)
+            return msg
+    actor = system.spawn(Busy)
+    actor.tell("block")  # busy: the ask below waits for a worker's reply
+if op == "pipeline_recv":
+    from fastconc.pipeline import Pipeline
+    pipe = Pipeline([lambda x: x * 2], backend=ns).start()
+if op == "objpool_get":
+    from fastconc.objpool import ObjectPool
+    objects = ObjectPool(object, 1, backend=ns)
+    taken = objects.get()
 calls = {
     "recv": lambda: ch.recv(),
     "recv_timeout": lambda: ch.recv(timeout=3600),
@@ -46,6 +64,9 @@ calls = {
     "join": lambda: q.join(),
     "pool_join": lambda: pool.join(),
     "pool_result": lambda: held.result(),
+    "ask": lambda: actor.ask("x"),
+    "pipeline_recv": lambda: pipe.recv(),
+    "objpool_get": lambda: objects.get(),
 }
 print("ready", flush=True)
 try:
@@ -67,11 +88,18 @@ elif op == "join":
     q.get(); q.task_done(); q.join()
 elif op.startswith("pool_"):
     gate.set(); assert held.result() is True and pool.join(); pool.shutdown()
+elif op == "ask":
+    gate.set(); assert actor.ask("y", timeout=30) == "y"; system.shutdown(30)
+elif op == "pipeline_recv":
+    pipe.send(21); assert pipe.recv(timeout=30) == 42; pipe.close(); assert pipe.join(30)
+elif op == "objpool_get":
+    objects.put(taken); assert objects.get(timeout=30) is taken
+    assert objects.stats().in_use == 1
 print("interrupted", caught, flush=True)
 """
 
 OPS = ["recv", "recv_timeout", "recv_many", "send", "send_many", "get", "put", "join",
-       "pool_join", "pool_result"]
+       "pool_join", "pool_result", "ask", "pipeline_recv", "objpool_get"]
 
 
 def thread_states(pid: int) -> set[str]:
