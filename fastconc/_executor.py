@@ -319,6 +319,47 @@ def _python_exit() -> None:
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
 
 
+class _ForkedCore:
+    """What a pool's core becomes in a child process after ``os.fork()``:
+    the workers do not exist there, and the real core's locks may have been
+    held by a thread that does not exist either, so every use is refused
+    with a clear error instead of waiting forever."""
+
+    def __init__(self, nworkers: int) -> None:
+        self._nworkers = nworkers
+
+    def _refuse(self, *args: Any) -> Any:
+        raise PoolClosed("this pool was created before os.fork(): its workers do not exist "
+                         "in the child process; create a new pool there")
+
+    execute = submit = submit_batch = help_until = join = run = _refuse
+
+    def owns_current_thread(self) -> bool:
+        return False
+
+    def close(self, error: BaseException, cancel_futures: bool,
+              *args: Any) -> None:
+        pass
+
+    def stats(self) -> tuple[list[tuple[int, int, int]], int]:
+        return [(0, 0, 0)] * self._nworkers, 0
+
+
+def _after_fork_in_child() -> None:
+    global _global_lock
+    # Held by another thread at the fork, it would never be released here.
+    _global_lock = threading.Lock()
+    for pool in list(_live):
+        pool._core = _ForkedCore(len(pool._threads))  # type: ignore[assignment]
+        pool._shutdown_lock = type(pool._shutdown_lock)()
+        pool._shutdown = True
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _default_workers() -> int:
     count = getattr(os, "process_cpu_count", None)
     if count is not None:

@@ -764,4 +764,11 @@ def _results(run: _Run) -> Iterator[Any]:
             # The consumer stopped early.  Also reached when the garbage
             # collector closes a dropped iterator, which may happen inside a
             # Channel method of this very thread: hence _abort_soon.
-            _abort_soon(run)
+            try:
+                _abort_soon(run)
+            except Exception:
+                # Closed during interpreter teardown (3.13t finalizes
+                # module-level generators after clearing module globals):
+                # the exit hook has already cancelled every live run.
+                if not run.aborted:
+                    raise
