@@ -7,6 +7,7 @@ skipped only when FASTCONC_NO_EXTENSIONS says there is no compiled backend.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import Counter
@@ -107,3 +108,41 @@ def threads() -> Iterator[Threads]:
     pool = Threads()
     yield pool
     pool.join()
+
+
+class Tally:
+    """Counts what the reliability tests did, for RELIABILITY.md's figures.
+
+    Kinds used: ``operations`` (calls made on a structure), ``items_checked``
+    (items whose exactly-once delivery was verified), ``faults`` (exceptions
+    or misbehaviour injected through user code), ``leak_checks`` (operations
+    run in a loop and checked for growth).  Printed at the end of the run and
+    written as JSON to $FASTCONC_TALLY_FILE when that is set.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def add(self, **kinds: int) -> None:
+        with self._lock:
+            self.counts.update(kinds)
+
+
+TALLY = Tally()
+
+
+@pytest.fixture
+def tally() -> Tally:
+    return TALLY
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's reporter
+    if not TALLY.counts:
+        return
+    figures = ", ".join(f"{kind}={n:,}" for kind, n in sorted(TALLY.counts.items()))
+    terminalreporter.write_line(f"fastconc tally: {figures}")
+    path = os.environ.get("FASTCONC_TALLY_FILE")
+    if path:
+        with open(path, "w") as f:
+            json.dump(dict(TALLY.counts), f, indent=1, sort_keys=True)
