@@ -12,6 +12,7 @@ import pytest
 from conftest import scaled
 
 from fastconc import Actor, ActorSystem, _impl
+from fastconc._workloads import counting_actor, pykka_counter, tell_until_handled
 
 TELLS = scaled(50_000)
 ASKS = scaled(5_000)
@@ -23,27 +24,8 @@ BACKENDS = list(_impl.implementations())
 CONTENDERS = [*BACKENDS, "pykka"]
 
 
-class Counter(Actor):
-    def __init__(self) -> None:
-        self.n = 0
-
-    def handle_message(self, msg):  # noqa: ANN001, ANN201
-        if msg is None:
-            return self.n
-        self.n += 1
-        return None
-
-
-class PykkaCounter(pykka.ThreadingActor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def on_receive(self, message):  # noqa: ANN001, ANN201
-        if message is None:
-            return self.n
-        self.n += 1
-        return None
+# The same counting actor `python -m fastconc bench` measures.
+Counter = counting_actor()
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +38,22 @@ def systems():
 
 
 def _counter(systems, name, timeout=None):  # noqa: ANN001, ANN202 - (tell, ask, stop)
+    """(tell, ask, stop) of a fresh counting actor; ask's timeout defaults to
+    the one given here (None may answer inline, a number goes through a
+    worker: the two ask groups)."""
     if name == "pykka":
-        ref = PykkaCounter.start()
-        return ref.tell, lambda m: ref.ask(m, timeout=timeout), ref.stop
-    ref = systems[name].spawn(Counter, mailbox_size=TELLS + 1)
-    return ref.tell, lambda m: ref.ask(m, timeout=timeout), ref.stop
+        ref = pykka_counter()
+    else:
+        ref = systems[name].spawn(Counter, mailbox_size=TELLS + 1)
+    return ref.tell, lambda m, timeout=timeout: ref.ask(m, timeout=timeout), ref.stop
 
 
 @pytest.mark.benchmark(group="tell: 50k messages to one actor, until all are handled")
 @pytest.mark.parametrize("name", CONTENDERS)
 def test_tell_throughput(benchmark, systems, name):
     def run() -> None:
-        tell, ask, stop = _counter(systems, name)
-        for _ in range(TELLS):
-            tell(1)
-        assert ask(None) == TELLS  # behind every tell, so all are handled
+        tell, ask, stop = _counter(systems, name, timeout=TIMEOUT)
+        tell_until_handled(tell, ask, TELLS)  # the last ask is behind every tell
         stop()
 
     benchmark.extra_info["messages"] = TELLS

@@ -13,6 +13,7 @@ import pytest
 from conftest import scaled
 
 from fastconc import _impl
+from fastconc._workloads import borrow_return
 from fastconc.objpool import ObjectPool
 
 PAIRS = scaled(100_000)
@@ -57,8 +58,7 @@ def _loop(name: str, size: int, n: int) -> Callable[[], None]:
                     pass
     else:
         def run() -> None:
-            for _ in range(n):
-                put(get())
+            borrow_return(get, put, n)
     return run
 
 
