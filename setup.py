@@ -3,6 +3,10 @@
 FASTCONC_NO_EXTENSIONS=1        build pure Python only.
 FASTCONC_REQUIRE_EXTENSIONS=1   a failed compile is an error instead of a
                                 warning followed by a pure-Python install.
+FASTCONC_SANITIZE=address,undefined
+                                compile and link the core with these
+                                -fsanitize= checks (the asan and tsan tox
+                                envs); built in a build folder of its own.
 Non-CPython interpreters always get pure Python.
 """
 
@@ -16,6 +20,19 @@ NO_EXTENSIONS = bool(os.environ.get("FASTCONC_NO_EXTENSIONS")) or (
     sys.implementation.name != "cpython"
 )
 REQUIRE_EXTENSIONS = bool(os.environ.get("FASTCONC_REQUIRE_EXTENSIONS"))
+SANITIZE = os.environ.get("FASTCONC_SANITIZE", "")
+
+
+def sanitizer_flags():
+    """(compile, link) flags for FASTCONC_SANITIZE: -O1 and frame pointers
+    for usable reports; every check fatal (no recovering past a UB report)."""
+    if not SANITIZE:
+        return [], []
+    checks = f"-fsanitize={SANITIZE}"
+    return (
+        [checks, "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"],
+        [checks],
+    )
 
 # One extension per compiled module; each includes the shared headers.
 MODULES = ["_channel_c", "_pool_c", "_ring_c"]
@@ -66,6 +83,7 @@ def extensions():
             raise
         sys.stderr.write(FALLBACK_WARNING.format(reason=f"Cython missing: {exc}"))
         return []
+    san_compile, san_link = sanitizer_flags()
     exts = [
         Extension(
             f"fastconc.{name}",
@@ -73,7 +91,8 @@ def extensions():
             include_dirs=["fastconc/include"],
             # MSVC has <stdatomic.h> only behind these switches (VS 17.5+).
             extra_compile_args=(["/std:c11", "/experimental:c11atomics"] if os.name == "nt"
-                                else ["-O2", "-std=c11"]),
+                                else ["-O2", "-std=c11", *san_compile]),
+            extra_link_args=san_link,
         )
         for name in MODULES
     ]
@@ -87,4 +106,8 @@ def extensions():
 setup(
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
+    # An instrumented build must never reuse (or leave behind) the objects of
+    # a plain build of the same interpreter: tox builds both at once.
+    options={"build": {"build_base": f"build/sanitize-{SANITIZE.replace(',', '-')}"}}
+    if SANITIZE else {},
 )

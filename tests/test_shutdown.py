@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sysconfig
 
 import pytest
 from conftest import BACKENDS, JOIN_TIMEOUT
@@ -21,6 +20,36 @@ from fastconc import _impl
 from fastconc.objpool import ObjectPool
 from fastconc.pipeline import Pipeline, Stage
 ns = _impl.load_cython() if sys.argv[1] == "cython" else _impl.load_python()
+
+def pool_workers(pool):
+    names = {w.name for w in pool.stats().workers}
+    return [t for t in threading.enumerate() if t.name in names]
+
+# Return once every thread is asleep in the kernel (Linux: state S in /proc),
+# so they are blocked where the case says when the main thread returns, not
+# still on their way there.  Elsewhere: at once.  A daemon thread still
+# running Python code while the interpreter finalizes crashes 3.13t itself
+# (CPython gh-124878, a freed thread state re-attached; fixed in 3.14): seen
+# here as 8 SIGSEGVs in 300 runs of this case without this wait, with no
+# compiled code loaded, and none in 400 with it.
+def wait_until_asleep(threads, deadline=30.0):
+    import os, time
+    if not os.path.isdir("/proc/self/task"):
+        return
+    end = time.monotonic() + deadline
+    while True:
+        states = []
+        for t in threads:
+            try:
+                with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+            except OSError:
+                states.append("gone")  # ended (held.result, pool.join return)
+        if all(s in ("S", "gone") for s in states):
+            return
+        if time.monotonic() > end:
+            raise SystemExit(f"threads not asleep after {deadline}s: {states}")
+        time.sleep(0.001)  # polling a kernel state: there is nothing to wait on
 """
 
 CASES = {
@@ -67,10 +96,12 @@ started = threading.Barrier(len(blocked) + 1)
 def block(call):
     started.wait()
     call()
-for call in blocked:
-    threading.Thread(target=block, args=(call,), daemon=True).start()
+threads = [threading.Thread(target=block, args=(call,), daemon=True) for call in blocked]
+for t in threads:
+    t.start()
 started.wait()
 gate.set()  # the pool's own worker must not hold up exit
+wait_until_asleep(threads + pool_workers(pool))
 print("ready")
 """,
 }
@@ -81,15 +112,6 @@ print("ready")
 def test_interpreter_exits_cleanly(backend, case):
     if backend == "cython" and _impl.NO_EXTENSIONS:
         pytest.skip("no compiled backend")
-    if case == "daemon_threads_blocked" and sysconfig.get_config_var("Py_GIL_DISABLED"):
-        # An open finding of the reliability issue, not a pass: on 3.13t the
-        # child intermittently died of SIGSEGV at exit here, once with the
-        # pure backend in the py313t-pure env (no compiled code at all, so
-        # CPython 3.13t itself crashed finalizing with daemon threads blocked
-        # in threading waits) and once with the compiled backend (cause not
-        # yet known).  Never reproduced in 60 quiet local runs.
-        pytest.skip("3.13t: intermittent SIGSEGV at exit with blocked daemon threads "
-                    "(under investigation)")
     proc = subprocess.run([sys.executable, "-c", PRELUDE + CASES[case], backend],
                           capture_output=True, text=True, timeout=JOIN_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
