@@ -121,7 +121,14 @@ class Context:
 
     def stop(self) -> None:
         """Stop this actor after the current message."""
-        self._cell.request_stop()
+        cell = self._cell
+        if cell in _current.stack:
+            # From its own handler: the turn stops it once the handler
+            # returns.  Queueing a stop message could block forever on the
+            # actor's own full mailbox, which only this thread drains.
+            cell.stop_requested = True
+        else:
+            cell.request_stop()
 
 
 class ActorRef:
@@ -346,6 +353,19 @@ class _ReplySlot:
             pass
 
 
+def _settle(reply: Future[Any] | _ReplySlot, ok: bool, value: Any) -> None:
+    """Answer an ask.  A Future runs its done callbacks here and lets their
+    BaseExceptions (KeyboardInterrupt...) through: reported instead, or they
+    would escape the actor's turn and leave it scheduled forever."""
+    try:
+        if ok:
+            reply.set_result(value)
+        else:
+            reply.set_exception(value)
+    except BaseException as exc:
+        _report(exc)
+
+
 class _StopMarker:
     __slots__ = ()
 
@@ -385,8 +405,8 @@ class _Cell:
     cost little more than their mailboxes (lists are made on first use)."""
 
     __slots__ = ("actor", "children", "generation", "lock", "mailbox", "name", "parent",
-                 "ref", "restarts", "scheduled", "spec", "stopped", "suspended", "system",
-                 "watchers", "__weakref__")
+                 "ref", "restarts", "scheduled", "spec", "stop_requested", "stopped",
+                 "suspended", "system", "watchers", "__weakref__")
 
     def __init__(self, system: ActorSystem, name: str, spec: _Spec, mailbox_size: int,
                  parent: _Cell | None) -> None:
@@ -398,6 +418,7 @@ class _Cell:
         self.lock = threading.Lock()
         self.scheduled = False
         self.stopped = False
+        self.stop_requested = False  # by context.stop() in a handler: stop after it
         self.suspended = False  # waiting out a restart back-off
         self.generation = 0  # messages handled; a receive timeout checks it did not move
         self.restarts: deque[float] | None = None
@@ -416,15 +437,19 @@ class _Cell:
         overflow = self.spec.overflow
         if overflow == "block":
             self.post(msg, None, block=True)
-        elif not self.post(msg, None, block=False) and not self.stopped:
-            if overflow == "raise":
+        elif not self.post(msg, None, block=False, dead_letter=False):
+            # Refused, as full or closed: a stop may come between the two, so
+            # the dead letter is written here, once, whichever it was.
+            if overflow == "raise" and not self.mailbox.closed:
                 raise Full(f"mailbox of actor {self.name!r} is full")
             self.system._dead_letter(self.ref, msg)
 
-    def post(self, msg: Any, reply: Future[Any] | _ReplySlot | None, block: bool) -> bool:
-        """Queue msg (False: full without block, or stopped -> dead letter).
-        A tell is queued as the bare message (no wrapper to allocate); an ask
-        as an _Envelope carrying the reply future."""
+    def post(self, msg: Any, reply: Future[Any] | _ReplySlot | None, block: bool,
+             dead_letter: bool = True) -> bool:
+        """Queue msg (False: full without block, or stopped -> dead letter,
+        unless ``dead_letter`` is false).  A tell is queued as the bare
+        message (no wrapper to allocate); an ask as an _Envelope carrying
+        the reply future."""
         envelope = msg if reply is None and not _is_control(msg) else _Envelope(msg, reply)
         try:
             if block:
@@ -432,7 +457,7 @@ class _Cell:
             elif not self.mailbox.try_send(envelope):
                 return False
         except ChannelClosed:
-            if reply is None:
+            if reply is None and dead_letter:
                 self.system._dead_letter(self.ref, msg)
             return False
         self.schedule()
@@ -450,7 +475,9 @@ class _Cell:
 
     def schedule(self) -> None:
         with self.lock:
-            if self.scheduled or self.suspended:
+            # Stopped: its mailbox is closed and was drained, nothing to run
+            # (and the system's pool may be shut down already).
+            if self.scheduled or self.suspended or self.stopped:
                 return
             self.scheduled = True
         self.system._pool.execute(self.turn)
@@ -508,6 +535,8 @@ class _Cell:
                         self._guarded(self.actor.handle_timeout)
                 elif kind is _ChildFailed:
                     self._failed(item.exc)
+                if self.stop_requested:
+                    self._stop_now()
         finally:
             stack.pop()
             if outer is not None:
@@ -540,6 +569,8 @@ class _Cell:
             stack.pop()
 
     def end_inline(self) -> None:
+        if self.stop_requested:
+            self._stop_now()
         if not self.stopped:
             self._arm_timeout()
         with self.lock:
@@ -558,12 +589,12 @@ class _Cell:
             result = actor.handle_message(envelope.msg)
         except BaseException as exc:
             if reply is not None:
-                reply.set_exception(exc)
+                _settle(reply, False, exc)
             else:
                 self._failed(exc)
         else:
             if reply is not None:
-                reply.set_result(result)
+                _settle(reply, True, result)
 
     def _guarded(self, fn: Callable[[], object]) -> None:
         """A hook that counts as a handler: its failure is supervised."""
@@ -606,7 +637,7 @@ class _Cell:
                 self._call_hook(actor.on_stop)
                 self.actor = None
                 if delay <= 0:
-                    self.start()
+                    self._restart()
                 else:
                     with self.lock:
                         self.suspended = True
@@ -632,10 +663,24 @@ class _Cell:
         delay = min(most, first * 2.0 ** (len(self.restarts) - 1))
         return float(delay * random.uniform(0.5, 1.0))  # jitter: restarts do not march in step
 
+    def _restart(self) -> bool:
+        """start() again after a failure.  If that fails too (the factory
+        or the new instance raised), the actor cannot run: report it and stop
+        the actor, rejecting what its mailbox holds, rather than leave it
+        looking alive with no instance to handle anything."""
+        try:
+            self.start()
+        except BaseException as exc:
+            _report(exc)
+            self._stop_now()
+            return False
+        return True
+
     def _resume_after_backoff(self, _: object) -> None:
         if self.stopped:
             return
-        self.start()
+        if not self._restart():
+            return
         with self.lock:
             self.suspended = False
             self.scheduled = False
@@ -682,7 +727,7 @@ class _Cell:
     def _reject(self, envelope: _Envelope) -> None:
         if envelope.reply is not None:
             if envelope.reply.set_running_or_notify_cancel():
-                envelope.reply.set_exception(ActorStopped(f"actor {self.name!r} has stopped"))
+                _settle(envelope.reply, False, ActorStopped(f"actor {self.name!r} has stopped"))
         else:
             self.system._dead_letter(self.ref, envelope.msg)
 
@@ -782,6 +827,7 @@ class ActorSystem:
         self._pool = pool_type(max_workers, thread_name_prefix="ActorSystem")
         self._timers = _Timers("ActorSystem-timers")
         self._lock = threading.Lock()
+        self._all_stopped = threading.Condition(self._lock)  # notified when _actors empties
         self._actors: dict[str, _Cell] = {}
         self._dead: deque[tuple[ActorRef, Any]] = deque(maxlen=DEAD_LETTERS_KEPT)
         self._counter = 0
@@ -852,7 +898,15 @@ class ActorSystem:
             cells = list(self._actors.values())
         for cell in cells:
             cell.request_stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
         idle = self._pool.join(timeout)
+        if idle:
+            # An idle pool is not enough: a tell may have marked an actor
+            # scheduled and not yet handed its turn to the pool (or an actor
+            # waits out a restart back-off).  Wait until every actor stopped.
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._lock:
+                idle = self._all_stopped.wait_for(lambda: not self._actors, left)
         self._timers.close()
         self._pool.shutdown(wait=idle)
         return idle
@@ -870,3 +924,5 @@ class ActorSystem:
         with self._lock:
             if self._actors.get(cell.name) is cell:
                 del self._actors[cell.name]
+                if not self._actors:
+                    self._all_stopped.notify_all()

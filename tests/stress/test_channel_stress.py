@@ -1,4 +1,7 @@
-"""Multi-thread stress: every accepted item is received exactly once."""
+"""Multi-thread stress: every accepted item is received exactly once.
+
+Producers stop after n items or when the time budget (stress_helpers.Budget)
+is spent, whichever comes first; the checks cover what was sent."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import JOIN_TIMEOUT, check_exactly_once, join_queue, stress_scale
+from conftest import JOIN_TIMEOUT, join_queue, stress_scale
+from stress_helpers import Budget, check_counts, check_exactly_once_sent
 
 from fastconc import ChannelClosed, Empty, Timeout
 
-pytestmark = pytest.mark.stress
+pytestmark = [pytest.mark.stress,
+              pytest.mark.thread_unsafe(reason="a stress test: times its own load")]
 
 
 def per_producer() -> int:
@@ -19,17 +24,21 @@ def per_producer() -> int:
 
 
 @pytest.mark.parametrize("producers,consumers,capacity", [(1, 1, 1), (4, 4, 16), (3, 2, 1024)])
-def test_channel_mpmc_exactly_once(impl, threads, producers, consumers, capacity):
+def test_channel_mpmc_exactly_once(impl, threads, tally, producers, consumers, capacity):
     ch = impl.Channel(capacity)
     n = per_producer()
+    budget = Budget()
     received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
+    sent = [0] * producers
+    calls = [0] * (producers + consumers)
     start = threading.Barrier(producers + consumers)
 
     def producer(p: int) -> None:
         rnd = random.Random(p)
         start.wait(JOIN_TIMEOUT)
         i = 0
-        while i < n:
+        while i < n and not budget.over():
+            calls[p] += 1
             mode = rnd.randrange(3)
             if mode == 0:
                 ch.send((p, i), timeout=JOIN_TIMEOUT)
@@ -40,12 +49,14 @@ def test_channel_mpmc_exactly_once(impl, threads, producers, consumers, capacity
             else:
                 batch = [(p, j) for j in range(i, min(n, i + rnd.randint(1, 40)))]
                 i += ch.send_many(batch, timeout=JOIN_TIMEOUT)
+        sent[p] = i
 
     def consumer(c: int) -> None:
         rnd = random.Random(100 + c)
         out = received[c]
         start.wait(JOIN_TIMEOUT)
         while True:
+            calls[producers + c] += 1
             try:
                 mode = rnd.randrange(3)
                 if mode == 0:
@@ -67,19 +78,25 @@ def test_channel_mpmc_exactly_once(impl, threads, producers, consumers, capacity
         t.join(JOIN_TIMEOUT)
     ch.close()
     threads.join()
-    check_exactly_once(received, producers, n)
+    checked = check_exactly_once_sent(received, sent)
     assert len(ch) == 0
+    tally.add(operations=sum(calls), items_checked=checked)
 
 
-def test_queue_mpmc_exactly_once_with_join(impl, threads):
+def test_queue_mpmc_exactly_once_with_join(impl, threads, tally):
     producers, consumers = 3, 3
     q = impl.Queue(64)
     n = per_producer()
+    budget = Budget()
     received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
+    sent = [0] * producers
 
     def producer(p: int) -> None:
         for i in range(n):
+            if budget.over():
+                break
             q.put((p, i), timeout=JOIN_TIMEOUT)
+            sent[p] = i + 1
 
     def consumer(c: int) -> None:
         out = received[c]
@@ -99,10 +116,12 @@ def test_queue_mpmc_exactly_once_with_join(impl, threads):
     join_queue(q)
     q.shutdown()
     threads.join()
-    check_exactly_once(received, producers, n)
+    checked = check_exactly_once_sent(received, sent)
+    # put + get + task_done per item
+    tally.add(operations=3 * checked, items_checked=checked)
 
 
-def test_close_under_load_loses_nothing_accepted(impl, threads):
+def test_close_under_load_loses_nothing_accepted(impl, threads, tally):
     """Close while producers and consumers are busy: whatever a send accepted
     is received exactly once; whatever it refused never shows up."""
     ch = impl.Channel(8)
@@ -111,10 +130,13 @@ def test_close_under_load_loses_nothing_accepted(impl, threads):
     received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
     enough = threading.Event()
     target = per_producer() // 4
+    budget = Budget()
+    calls = [0] * (producers + consumers)
 
     def producer(p: int) -> None:
         i = 0
         while True:
+            calls[p] += 1
             try:
                 if i % 2:
                     ch.send((p, i), timeout=JOIN_TIMEOUT)
@@ -127,12 +149,13 @@ def test_close_under_load_loses_nothing_accepted(impl, threads):
                     i += 5
             except ChannelClosed:
                 return
-            if i > target:
+            if i > target or budget.over():
                 enough.set()
 
     def consumer(c: int) -> None:
         try:
             while True:
+                calls[producers + c] += 1
                 received[c].extend(ch.recv_many(7, timeout=JOIN_TIMEOUT))
         except ChannelClosed:
             return
@@ -147,18 +170,23 @@ def test_close_under_load_loses_nothing_accepted(impl, threads):
     got = Counter(x for part in received for x in part)
     want = Counter(x for part in accepted for x in part)
     assert got == want
+    tally.add(operations=sum(calls),
+              items_checked=check_counts(got.elements(), want.elements()))
 
 
-def test_timeouts_racing_sends_lose_nothing(impl, threads):
+def test_timeouts_racing_sends_lose_nothing(impl, threads, tally):
     """Receivers with tiny timeouts race a sender: a timed-out recv must not
     swallow an item."""
     ch = impl.Channel(2)
     n = per_producer() // 2
     received: list[list[int]] = [[], []]
     done = threading.Event()
+    budget = Budget()
+    calls = [0, 0]
 
     def consumer(c: int) -> None:
         while True:
+            calls[c] += 1
             try:
                 received[c].append(ch.recv(timeout=0.0005))
             except Timeout:
@@ -169,9 +197,12 @@ def test_timeouts_racing_sends_lose_nothing(impl, threads):
 
     for c in range(2):
         threads.start(consumer, c)
-    for i in range(n):
-        ch.send(i, timeout=JOIN_TIMEOUT)
+    sent = 0
+    while sent < n and not budget.over():
+        ch.send(sent, timeout=JOIN_TIMEOUT)
+        sent += 1
     done.set()
     ch.close()
     threads.join()
-    assert sorted(received[0] + received[1]) == list(range(n))
+    assert sorted(received[0] + received[1]) == list(range(sent))
+    tally.add(operations=sum(calls) + sent, items_checked=sent)
