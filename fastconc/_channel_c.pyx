@@ -429,9 +429,11 @@ cdef raise_status(int st, object timeout_exc, str what):
     if st == ST_CLOSED:
         raise ChannelClosed(f"{what} is closed")
     if st == ST_TIMEOUT:
-        raise timeout_exc()
+        if timeout_exc is Timeout:
+            raise Timeout(f"timed out waiting on the {what}")
+        raise timeout_exc(f"{what} is {'full' if timeout_exc is Full else 'empty'}")
     if st == ST_NOMEM:
-        raise MemoryError()
+        raise MemoryError(f"out of memory growing the {what}")
 
 
 # ---------------------------------------------------------------- Channel
@@ -531,7 +533,7 @@ cdef class Channel(_BlockingRing):
         if done == 0:
             raise_status(st, Timeout, "channel")
         if st == ST_NOMEM:
-            raise MemoryError()
+            raise MemoryError("out of memory growing the channel")
         return done
 
     def recv(self, timeout=None):
@@ -583,7 +585,7 @@ cdef class Channel(_BlockingRing):
         if want > 1:
             buf = <PyObject **>malloc(<size_t>want * sizeof(PyObject *))
             if buf == NULL:
-                raise MemoryError()
+                raise MemoryError(f"out of memory taking {want} items")
         try:
             st = self._recv(buf, want, &got, deadline)
             if got:
@@ -785,14 +787,24 @@ cdef class Queue(_BlockingRing):
         so get() raises at once and join() returns.
         """
         cdef bint wake_joiners
-        cdef bint drop = bool(immediate)
-        self._close(drop)
-        if drop:
-            fc_mutex_lock(&self.mutex)
-            wake_joiners = self.unfinished == 0 and self.join_waiters
-            fc_mutex_unlock(&self.mutex)
-            if wake_joiners:
-                fc_cond_broadcast(&self.all_tasks_done)
+        cdef ObjRing taken
+        if not immediate:
+            self._close(False)
+            return
+        # _close(True) inlined, so that join() callers are woken before the
+        # dropped items are released: their __del__ may take any time.
+        fc_mutex_lock(&self.mutex)
+        self.closed = True
+        self.unfinished -= _min(self.unfinished, self.ring.count)
+        taken = ring_detach(&self.ring)
+        wake_joiners = self.unfinished == 0 and self.join_waiters
+        fc_mutex_unlock(&self.mutex)
+        fc_cond_broadcast(&self.not_empty)
+        fc_cond_broadcast(&self.not_full)
+        if wake_joiners:
+            fc_cond_broadcast(&self.all_tasks_done)
+        # Outside the mutex: a __del__ run here may use this queue again.
+        ring_release(&taken)
 
     __class_getitem__ = classmethod(types.GenericAlias)
 

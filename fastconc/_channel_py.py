@@ -126,7 +126,7 @@ class Channel:
                     self._not_empty.notify()
                     return
                 if not _wait(self._not_full, deadline):
-                    raise Timeout()
+                    raise Timeout("timed out waiting on the channel")
 
     def try_send(self, item: Any) -> bool:
         """Put item in if there is room now; return False when full.
@@ -170,7 +170,7 @@ class Channel:
                 if not _wait(self._not_full, deadline):
                     if done:
                         return done
-                    raise Timeout()
+                    raise Timeout("timed out waiting on the channel")
         return done
 
     def recv(self, timeout: float | None = None) -> Any:
@@ -189,7 +189,7 @@ class Channel:
                 if self._closed:
                     raise ChannelClosed("channel is closed")
                 if not _wait(self._not_empty, deadline):
-                    raise Timeout()
+                    raise Timeout("timed out waiting on the channel")
 
     def try_recv(self) -> Any:
         """Take the oldest item if there is one; raise Empty if not.
@@ -224,7 +224,7 @@ class Channel:
                 if self._closed:
                     raise ChannelClosed("channel is closed")
                 if not _wait(self._not_empty, deadline):
-                    raise Timeout()
+                    raise Timeout("timed out waiting on the channel")
 
     def close(self) -> None:
         """Close the channel: wake every waiter; senders get ChannelClosed,
@@ -341,7 +341,7 @@ class Queue:
             if bounded:
                 while len(self._items) >= self._maxsize:
                     if not block or not _wait(self._not_full, deadline):
-                        raise Full()
+                        raise Full("queue is full")
                     if self._shutdown:
                         raise ChannelClosed("queue is closed")
             self._items.append(item)
@@ -362,7 +362,7 @@ class Queue:
                 if self._shutdown:
                     raise ChannelClosed("queue is closed")
                 if not block or not _wait(self._not_empty, deadline):
-                    raise Empty()
+                    raise Empty("queue is empty")
             item = self._items.popleft()
             self._not_full.notify()
             return item

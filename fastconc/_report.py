@@ -4,9 +4,22 @@ and the caller goes on."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from types import SimpleNamespace
 
 
 def report_uncaught(exc: BaseException) -> None:
-    threading.excepthook(threading.ExceptHookArgs(
-        [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+    """Never raises: an excepthook that fails is itself reported through
+    sys.unraisablehook (a hook's failure must not stop the caller)."""
+    try:
+        threading.excepthook(threading.ExceptHookArgs(
+            [type(exc), exc, exc.__traceback__, threading.current_thread()]))
+    except BaseException as hook_exc:
+        try:
+            sys.unraisablehook(SimpleNamespace(  # type: ignore[arg-type]
+                exc_type=type(hook_exc), exc_value=hook_exc,
+                exc_traceback=hook_exc.__traceback__,
+                err_msg="Exception ignored in threading.excepthook", object=None))
+        except BaseException:
+            pass  # nothing is left to report with

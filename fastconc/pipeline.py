@@ -654,9 +654,12 @@ class Pipeline:
         run.raise_if_aborted()
         try:
             return run.outbox.recv(timeout)
-        except ChannelClosed:
-            run.raise_if_aborted()
-            raise
+        except ChannelClosed as exc:
+            closed = exc
+        # Outside the except block: raised in it, the stage's error would get
+        # this ChannelClosed as its __context__ in place of its own.
+        run.raise_if_aborted()
+        raise closed
 
     def __iter__(self) -> Iterator[Any]:
         """Results until the pipeline is closed and drained (one recv() each,
@@ -754,9 +757,12 @@ def _results(run: _Run) -> Iterator[Any]:
                 batch = outbox.recv_many(BATCH)
             except ChannelClosed:
                 ended = True
+            if ended:
+                # Outside the except block, which would replace the error's
+                # own __context__ (see Pipeline.recv).
                 run.raise_if_aborted()
                 if run.source_error is not None:
-                    raise run.source_error from None
+                    raise run.source_error
                 return
             yield from batch
     finally:
