@@ -413,7 +413,8 @@ class PoolExecutor(Executor):
     Workers are ordinary :class:`threading.Thread` objects, started at
     construction; the initializer runs in each before its first task, and if
     it raises, the pool becomes broken (:class:`BrokenThreadPool`), as with
-    ThreadPoolExecutor.
+    ThreadPoolExecutor: queued futures fail with it, and each queued
+    ``execute()`` task is reported to ``error_handler`` with it.
     """
 
     _core_type: Callable[..., _Core]

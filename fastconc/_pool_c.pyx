@@ -1025,8 +1025,13 @@ cdef class _PoolCore:
 
     cdef void _abandon(self, PyObject *x, object error) noexcept:
         cdef object task = steal_ref(x)
-        if isinstance(task, _Task):
+        if isinstance(task, _Task) and not isinstance(task, _Call):
             (<_Task>task).abandon(error)
+        elif error is not None:
+            # An execute() task (a _Call or a bare callable) of a broken
+            # pool: no future to fail, so the error handler hears of it
+            # (report_error never raises).
+            report_error(self.error_handler, error)
         task = None
         self._task_done()
 

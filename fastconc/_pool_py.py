@@ -443,8 +443,14 @@ class _PoolCore:
                     except IndexError:
                         break
         for task in drained:
-            if isinstance(task, _Task):
+            if isinstance(task, _FutureTask):
                 task.abandon(fail_with)  # never raises (abandon_future reports its own errors)
+            elif fail_with is not None:
+                # An execute() task (a _Call or a bare callable) of a broken
+                # pool: it has no future to fail, so the error handler hears
+                # of it (nothing accepted vanishes unreported);
+                # shutdown(cancel_futures=True) drops it quietly.
+                self.report(fail_with)
             self._task_done()
 
     def stats(self) -> tuple[list[tuple[int, int, int]], int]:

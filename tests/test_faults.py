@@ -459,17 +459,18 @@ def test_map_raises_at_the_failing_position(impl, tally, exc_type):
 def test_initializer_failure_breaks_the_pool_without_losing_futures(impl, tally, exc_type):
     """An initializer that raises (any kind) breaks the pool, as in
     ThreadPoolExecutor: every future accepted before fails with
-    BrokenThreadPool (none left pending), execute() tasks are dropped
-    (documented: as with cancel_futures), join() returns, and later submits
-    raise BrokenThreadPool."""
+    BrokenThreadPool (none left pending), every execute() task accepted
+    before reaches the error handler with BrokenThreadPool, join() returns,
+    and later submits raise BrokenThreadPool."""
     go = threading.Event()
     ran: list[int] = []
+    handled: list[BaseException] = []
 
     def init() -> None:
         go.wait(T)
         raise exc_type("init")
 
-    pool = _pool(impl, 2, initializer=init)
+    pool = _pool(impl, 2, initializer=init, error_handler=handled.append)
     try:
         futures = [pool.submit(ran.append, i) for i in range(20)]
         for i in range(5):
@@ -481,9 +482,11 @@ def test_initializer_failure_breaks_the_pool_without_losing_futures(impl, tally,
         with pytest.raises(BrokenThreadPool):
             pool.submit(ran.append, -1)
         assert ran == []
+        assert len(handled) == 5
+        assert all(isinstance(e, BrokenThreadPool) for e in handled)
     finally:
         pool.shutdown(wait=True)
-    tally.add(faults=2, operations=26, items_checked=20)
+    tally.add(faults=2, operations=26, items_checked=25)
 
 
 @pytest.mark.thread_unsafe(reason="shares gates with pool workers; replaces hooks")
