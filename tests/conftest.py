@@ -115,18 +115,27 @@ class Tally:
 
     Kinds used: ``operations`` (calls made on a structure), ``items_checked``
     (items whose exactly-once delivery was verified), ``faults`` (exceptions
-    or misbehaviour injected through user code), ``leak_checks`` (operations
-    run in a loop and checked for growth).  Printed at the end of the run and
+    or misbehaviour injected through user code, and Ctrl-C deliveries),
+    ``leak_checks`` (operations run in a loop and checked for growth),
+    ``processes`` (child interpreters checked for a clean exit or fork).
+    :meth:`peak` keeps maxima (the worst Ctrl-C latency).  Printed at the end of the run and
     written as JSON to $FASTCONC_TALLY_FILE when that is set.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.peaks: dict[str, float] = {}
 
     def add(self, **kinds: int) -> None:
         with self._lock:
             self.counts.update(kinds)
+
+    def peak(self, **figures: float) -> None:
+        """Keep the largest value seen of each figure (e.g. a latency)."""
+        with self._lock:
+            for name, value in figures.items():
+                self.peaks[name] = max(value, self.peaks.get(name, value))
 
 
 TALLY = Tally()
@@ -138,11 +147,13 @@ def tally() -> Tally:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's reporter
-    if not TALLY.counts:
+    if not TALLY.counts and not TALLY.peaks:
         return
-    figures = ", ".join(f"{kind}={n:,}" for kind, n in sorted(TALLY.counts.items()))
-    terminalreporter.write_line(f"fastconc tally: {figures}")
+    figures = [f"{kind}={n:,}" for kind, n in sorted(TALLY.counts.items())]
+    figures += [f"max {name}={v:,.1f}" for name, v in sorted(TALLY.peaks.items())]
+    terminalreporter.write_line(f"fastconc tally: {', '.join(figures)}")
     path = os.environ.get("FASTCONC_TALLY_FILE")
     if path:
         with open(path, "w") as f:
-            json.dump(dict(TALLY.counts), f, indent=1, sort_keys=True)
+            json.dump({"counts": dict(TALLY.counts), "max": TALLY.peaks}, f,
+                      indent=1, sort_keys=True)

@@ -62,10 +62,11 @@ print("ok")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fork_with_a_live_pool(backend):
+def test_fork_with_a_live_pool(backend, tally):
     if backend == "cython" and _impl.NO_EXTENSIONS:
         pytest.skip("no compiled backend")
     proc = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", CHILD,
                            backend], capture_output=True, text=True, timeout=JOIN_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+    tally.add(processes=1)

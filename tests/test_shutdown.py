@@ -109,7 +109,7 @@ print("ready")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", list(CASES))
-def test_interpreter_exits_cleanly(backend, case):
+def test_interpreter_exits_cleanly(backend, case, tally):
     if backend == "cython" and _impl.NO_EXTENSIONS:
         pytest.skip("no compiled backend")
     proc = subprocess.run([sys.executable, "-c", PRELUDE + CASES[case], backend],
@@ -121,3 +121,4 @@ def test_interpreter_exits_cleanly(backend, case):
     assert lines[0] == "ready"
     if case == "pool_with_queued_work":
         assert lines[1] == "2000"
+    tally.add(processes=1)

@@ -116,7 +116,7 @@ def thread_states(pid: int) -> set[str]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", OPS)
-def test_sigint_interrupts_blocked_call(backend, op, record_property):
+def test_sigint_interrupts_blocked_call(backend, op, record_property, tally):
     if backend == "cython" and _impl.NO_EXTENSIONS:
         pytest.skip("no compiled backend")
     proc = subprocess.Popen(
@@ -141,3 +141,5 @@ def test_sigint_interrupts_blocked_call(backend, op, record_property):
     caught = float(out.split()[-1])
     # Reported, not asserted (timings are for benchmarks); see the README.
     record_property("sigint_latency_ms", round((caught - sent) * 1000, 2))
+    tally.add(faults=1, operations=1)
+    tally.peak(sigint_latency_ms=(caught - sent) * 1000)
