@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from time import monotonic
 from typing import Any
 
+from fastconc._args import int_arg
 from fastconc.errors import ChannelClosed, Empty, Full, Timeout
 
 __all__ = ["Channel", "Queue"]
@@ -44,18 +45,6 @@ def _deadline(timeout: float | None) -> float | None:
     return monotonic() + t
 
 
-def _positive_index(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not bool")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
-    if n < 1:
-        raise ValueError(f"{name} must be >= 1, got {n!r}")
-    return n
-
-
 def _wait(cond: threading.Condition, deadline: float | None) -> bool:
     """Wait on cond (held); False once the deadline has passed."""
     if deadline is None:
@@ -83,7 +72,7 @@ class Channel:
     def __init__(self, capacity: int) -> None:
         if hasattr(self, "_lock"):
             raise RuntimeError("Channel is already initialised")
-        self._capacity = _positive_index(capacity, "capacity")
+        self._capacity = int_arg(capacity, "capacity", 1)
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -211,7 +200,7 @@ class Channel:
         Returns a non-empty list.  Raises Timeout if nothing arrived in time,
         ChannelClosed once the channel is closed and drained.
         """
-        want = _positive_index(max_items, "max_items")
+        want = int_arg(max_items, "max_items", 1)
         deadline = _deadline(timeout)
         with self._lock:
             while True:
@@ -382,6 +371,7 @@ class Queue:
         With ``immediate``, the remaining items are dropped and marked done,
         so get() raises at once and join() returns.
         """
+        immediate = bool(immediate)  # before anything changes (it may raise)
         dropped: deque[Any] = deque()
         with self._mutex:
             self._shutdown = True

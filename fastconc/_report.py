@@ -17,7 +17,7 @@ def report_uncaught(exc: BaseException) -> None:
             [type(exc), exc, exc.__traceback__, threading.current_thread()]))
     except BaseException as hook_exc:
         try:
-            sys.unraisablehook(SimpleNamespace(  # type: ignore[arg-type]
+            sys.unraisablehook(SimpleNamespace(
                 exc_type=type(hook_exc), exc_value=hook_exc,
                 exc_traceback=hook_exc.__traceback__,
                 err_msg="Exception ignored in threading.excepthook", object=None))

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
+from fastconc._args import int_arg, seconds_arg
 from fastconc._report import report_uncaught as _report
 from fastconc.errors import CircuitOpenError
 
@@ -206,25 +207,6 @@ def _is_cancellation(exc: BaseException) -> bool:
     return aio is not None and isinstance(exc, aio.CancelledError)
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_seconds(name: str, value: object, *, zero_ok: bool, inf_ok: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
-        raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
-    if math.isinf(seconds) and not inf_ok:
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return seconds
-
-
 class CircuitBreaker:
     """Guard calls to a fallible dependency; see the module docstring.
 
@@ -307,11 +289,10 @@ class CircuitBreaker:
         name: str | None = None,
         listeners: Iterable[Listener] = (),
     ) -> None:
-        self._failure_threshold = _check_int("failure_threshold", failure_threshold, 1)
-        self._reset_timeout = _check_seconds(
-            "reset_timeout", reset_timeout, zero_ok=True, inf_ok=True)
-        self._half_open_max_calls = _check_int("half_open_max_calls", half_open_max_calls, 1)
-        self._success_threshold = _check_int("success_threshold", success_threshold, 1)
+        self._failure_threshold = int_arg(failure_threshold, "failure_threshold", 1)
+        self._reset_timeout = seconds_arg(reset_timeout, "reset_timeout", zero_ok=True)
+        self._half_open_max_calls = int_arg(half_open_max_calls, "half_open_max_calls", 1)
+        self._success_threshold = int_arg(success_threshold, "success_threshold", 1)
         if success_threshold > half_open_max_calls:
             # Only half_open_max_calls trials ever run per HALF_OPEN period.
             raise ValueError(
@@ -327,19 +308,19 @@ class CircuitBreaker:
             raise ValueError(
                 f"failure_rate_threshold must be in (0, 1], got {failure_rate_threshold!r}")
         self._failure_rate_threshold = float(failure_rate_threshold)
-        self._minimum_calls = _check_int("minimum_calls", minimum_calls, 1)
+        self._minimum_calls = int_arg(minimum_calls, "minimum_calls", 1)
         self._window: _CountWindow | _TimeWindow | None = None
         if window_size is not None and window_duration is not None:
             raise ValueError("window_size and window_duration are mutually exclusive")
         if window_size is not None:
-            self._window = _CountWindow(_check_int("window_size", window_size, 1))
+            self._window = _CountWindow(int_arg(window_size, "window_size", 1))
             # A full window is all the evidence a count window will ever hold.
             self._minimum_calls = min(self._minimum_calls, window_size)
         elif window_duration is not None:
-            self._window = _TimeWindow(_check_seconds(
-                "window_duration", window_duration, zero_ok=False, inf_ok=False))
-        self._slow_call_duration = None if slow_call_duration is None else _check_seconds(
-            "slow_call_duration", slow_call_duration, zero_ok=False, inf_ok=True)
+            self._window = _TimeWindow(
+                seconds_arg(window_duration, "window_duration", zero_ok=False, inf_ok=False))
+        self._slow_call_duration = None if slow_call_duration is None else seconds_arg(
+            slow_call_duration, "slow_call_duration", zero_ok=False)
 
         if not callable(clock):
             raise TypeError(f"clock must be callable, not {type(clock).__name__}")

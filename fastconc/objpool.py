@@ -19,7 +19,6 @@ bottom are the ones that grow old and get evicted).  User code (``factory``,
 from __future__ import annotations
 
 import enum
-import math
 import threading
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from fastconc import Channel
+from fastconc._args import int_arg, seconds_arg
 from fastconc._report import report_uncaught as _report
 from fastconc.errors import ChannelClosed, Empty, PoolClosed, ResourceUnavailable, Timeout
 
@@ -86,25 +86,8 @@ class _Entry:
         self.invalidated = 0  # the `uses` value at invalidate(), 0 if never
 
 
-def _int_arg(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return value
-
-
-def _seconds_arg(value: object, name: str, *, zero_ok: bool) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, "
-                        f"not {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ValueError(f"{name} must be {bound} (or None), got {value!r}")
-    return seconds
+def _opt_seconds(value: object, name: str, *, zero_ok: bool) -> float | None:
+    return None if value is None else seconds_arg(value, name, zero_ok=zero_ok)
 
 
 def _callable_arg(value: object, name: str, optional: bool = True) -> None:
@@ -172,17 +155,17 @@ class ObjectPool(Generic[T]):
                  destroy: Callable[[T], object] | None = None,
                  clock: Callable[[], float] = time.monotonic, backend: Any = None) -> None:
         _callable_arg(factory, "factory", optional=False)
-        self._max_size = _int_arg(max_size, "max_size", 1)
-        self._min_size = _int_arg(min_size, "min_size", 0)
+        self._max_size = int_arg(max_size, "max_size", 1)
+        self._min_size = int_arg(min_size, "min_size", 0)
         if self._min_size > self._max_size:
             raise ValueError(f"min_size must be <= max_size ({max_size}), got {min_size!r}")
-        self._timeout = _seconds_arg(timeout, "timeout", zero_ok=True)
+        self._timeout = _opt_seconds(timeout, "timeout", zero_ok=True)
         for hook, name in ((validate, "validate"), (reset, "reset"), (destroy, "destroy")):
             _callable_arg(hook, name)
         _callable_arg(clock, "clock", optional=False)
-        self._max_uses = None if max_uses is None else _int_arg(max_uses, "max_uses", 1)
-        self._max_idle = _seconds_arg(max_idle, "max_idle", zero_ok=False)
-        self._max_lifetime = _seconds_arg(max_lifetime, "max_lifetime", zero_ok=False)
+        self._max_uses = None if max_uses is None else int_arg(max_uses, "max_uses", 1)
+        self._max_idle = _opt_seconds(max_idle, "max_idle", zero_ok=False)
+        self._max_lifetime = _opt_seconds(max_lifetime, "max_lifetime", zero_ok=False)
         channel_type: Callable[[int], Any] = Channel if backend is None else backend.Channel
 
         self._factory = factory
@@ -241,7 +224,7 @@ class ObjectPool(Generic[T]):
         elif timeout is None:
             wait = None
         else:
-            wait = _seconds_arg(timeout, "timeout", zero_ok=True)
+            wait = _opt_seconds(timeout, "timeout", zero_ok=True)
         if self._closed:
             raise PoolClosed("the object pool is closed")
         try:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
+from fastconc._args import int_arg
 from fastconc.errors import ChannelClosed
 
 __all__ = ["Pipeline", "Stage", "StageStats"]
@@ -64,7 +65,7 @@ class Stage:
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         if workers is not None:
-            _check_positive(workers, "workers")
+            int_arg(workers, "workers", 1)
         if ordered is not None and not isinstance(ordered, bool):
             raise TypeError("ordered must be a bool or None")
         if not callable(on_error) and on_error not in ON_ERROR:
@@ -99,14 +100,6 @@ class StageStats:
     errors: int
     busy: float
     queue_depth: int
-
-
-def _check_positive(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{what} must be >= 1, not {value}")
-    return value
 
 
 # A loop sizes its batches so one takes about this long (seconds): large
@@ -572,8 +565,8 @@ class Pipeline:
         ``fastconc.implementations()`` (default: the backend fastconc selected)."""
         if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
             raise TypeError("stages must be an iterable of callables or Stage objects")
-        _check_positive(capacity, "capacity")
-        _check_positive(workers, "workers")
+        int_arg(capacity, "capacity", 1)
+        int_arg(workers, "workers", 1)
         if not isinstance(ordered, bool):
             raise TypeError("ordered must be a bool")
         if executor is not None and not callable(getattr(executor, "submit", None)):
