@@ -191,8 +191,8 @@ class PoolFuture(Future[T]):
                         raise self._exception
                     return self._result  # type: ignore[no-any-return]
                 if self._state in _CANCELLED_STATES:
-                    raise _futures_base.CancelledError()
-                raise _futures_base.TimeoutError()
+                    raise _futures_base.CancelledError("the task was cancelled")
+                raise _futures_base.TimeoutError(f"no result within {timeout} s")
         finally:
             # Break a reference cycle with the exception in self._exception.
             self = None  # type: ignore[assignment]  # noqa: PLW0642
@@ -206,8 +206,8 @@ class PoolFuture(Future[T]):
             if self._state == _FINISHED:
                 return self._exception
             if self._state in _CANCELLED_STATES:
-                raise _futures_base.CancelledError()
-            raise _futures_base.TimeoutError()
+                raise _futures_base.CancelledError("the task was cancelled")
+            raise _futures_base.TimeoutError(f"no result within {timeout} s")
 
     # -- state changes (each notifies the lazily made condition) --------
 

@@ -136,7 +136,7 @@ cdef class RingBuffer:
         cdef size_t i
         self.cells = <Cell *>malloc(size * sizeof(Cell))
         if self.cells == NULL:
-            raise MemoryError()
+            raise MemoryError(f"cannot allocate a ring of {size} slots")
         for i in range(size):
             fc_size_init(&self.cells[i].seq, i)
             self.cells[i].item = NULL
@@ -376,7 +376,7 @@ cdef class SpscRingBuffer:
         cdef size_t size = _ring_size(capacity)
         self.slots = <PyObject **>malloc(size * sizeof(PyObject *))
         if self.slots == NULL:
-            raise MemoryError()
+            raise MemoryError(f"cannot allocate a ring of {size} slots")
         self.mask = size - 1
         _side_init(&self.prod)
         _side_init(&self.cons)
@@ -610,7 +610,7 @@ cdef class TypedRingBuffer:
         kind, itemsize = check_typecode(typecode)
         self.core.data = <char *>malloc(size * <size_t>itemsize)
         if self.core.data == NULL:
-            raise MemoryError()
+            raise MemoryError(f"cannot allocate a ring of {size} slots")
         self.core.mask = size - 1
         self.core.itemsize = itemsize
         self.kind = ord(kind)

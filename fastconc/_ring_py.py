@@ -228,7 +228,11 @@ class TypedRingBuffer:
         self._capacity = size
         self._typecode = typecode
         self._itemsize = itemsize
-        self._store = memoryview(bytearray(size * itemsize))
+        try:
+            store = bytearray(size * itemsize)
+        except MemoryError:
+            raise MemoryError(f"cannot allocate a ring of {size} slots") from None
+        self._store = memoryview(store)
         self._head = 0      # positions, not wrapped
         self._tail = 0
         self._lock = threading.Lock()
