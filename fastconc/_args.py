@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 import operator
 
+# Threads one pool (or pipeline stage) may ask for: each is a real OS thread
+# started at construction, so a mistyped huge count must be refused at once
+# rather than exhaust memory starting them.
+MAX_THREADS = 4096
 
-def int_arg(value: object, name: str, minimum: int) -> int:
-    """value as an int (anything with __index__, but not a bool), >= minimum."""
+
+def int_arg(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    """value as an int (anything with __index__, but not a bool), >= minimum
+    (and <= maximum when given)."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not bool")
     try:
@@ -16,6 +22,8 @@ def int_arg(value: object, name: str, minimum: int) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n!r}")
+    if maximum is not None and n > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {n!r}")
     return n
 
 

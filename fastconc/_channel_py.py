@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 import threading
 import types
 from collections import deque
@@ -72,7 +73,8 @@ class Channel:
     def __init__(self, capacity: int) -> None:
         if hasattr(self, "_lock"):
             raise RuntimeError("Channel is already initialised")
-        self._capacity = int_arg(capacity, "capacity", 1)
+        # Clamped like the compiled Channel's (a Py_ssize_t there).
+        self._capacity = min(int_arg(capacity, "capacity", 1), sys.maxsize)
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)

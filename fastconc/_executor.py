@@ -24,6 +24,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
+from fastconc._args import MAX_THREADS
 from fastconc._report import report_uncaught
 from fastconc.errors import PoolClosed
 
@@ -409,7 +410,8 @@ class PoolExecutor(Executor):
       number of items and workers when not given).
     * ``stats()``: tasks executed, steals and parks, per worker.
 
-    ``max_workers`` defaults to the number of CPUs this process may use.
+    ``max_workers`` defaults to the number of CPUs this process may use (at
+    most 4096: every worker is a thread started at construction).
     Workers are ordinary :class:`threading.Thread` objects, started at
     construction; the initializer runs in each before its first task, and if
     it raises, the pool becomes broken (:class:`BrokenThreadPool`), as with
@@ -430,6 +432,9 @@ class PoolExecutor(Executor):
             raise TypeError(f"max_workers must be an int or None, not {type(max_workers).__name__}")
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if max_workers > MAX_THREADS:
+            raise ValueError(f"max_workers must be <= {MAX_THREADS} (each is a thread started "
+                             f"now), got {max_workers}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if error_handler is not None and not callable(error_handler):

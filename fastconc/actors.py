@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
+from fastconc._args import int_arg, seconds_arg
 from fastconc._report import report_uncaught as _report
 from fastconc.errors import ActorStopped, ChannelClosed, Deadlock, Empty, Full, Timeout
 
@@ -855,6 +856,8 @@ class ActorSystem:
             raise ValueError(f"overflow must be one of {OVERFLOW}, not {overflow!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError("max_restarts must be an int >= 0")
+        int_arg(mailbox_size, "mailbox_size", 1)
+        within = seconds_arg(within, "within", zero_ok=False)
         first, most = backoff
         if first < 0 or most < first:
             raise ValueError("backoff must be (first, most) with 0 <= first <= most")

@@ -317,8 +317,12 @@ class CircuitBreaker:
             # A full window is all the evidence a count window will ever hold.
             self._minimum_calls = min(self._minimum_calls, window_size)
         elif window_duration is not None:
-            self._window = _TimeWindow(
-                seconds_arg(window_duration, "window_duration", zero_ok=False, inf_ok=False))
+            duration = seconds_arg(window_duration, "window_duration", zero_ok=False,
+                                   inf_ok=False)
+            if duration < 1e-6:
+                # Its buckets would be so narrow that clock / width overflows.
+                raise ValueError(f"window_duration must be >= 1e-06 s, got {window_duration!r}")
+            self._window = _TimeWindow(duration)
         self._slow_call_duration = None if slow_call_duration is None else seconds_arg(
             slow_call_duration, "slow_call_duration", zero_ok=False)
 

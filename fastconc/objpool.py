@@ -86,6 +86,10 @@ class _Entry:
         self.invalidated = 0  # the `uses` value at invalidate(), 0 if never
 
 
+# Largest max_size: one permit per slot is made up front.
+MAX_SIZE = 1 << 20
+
+
 def _opt_seconds(value: object, name: str, *, zero_ok: bool) -> float | None:
     return None if value is None else seconds_arg(value, name, zero_ok=zero_ok)
 
@@ -155,7 +159,9 @@ class ObjectPool(Generic[T]):
                  destroy: Callable[[T], object] | None = None,
                  clock: Callable[[], float] = time.monotonic, backend: Any = None) -> None:
         _callable_arg(factory, "factory", optional=False)
-        self._max_size = int_arg(max_size, "max_size", 1)
+        # Every free slot is a permit made now (a Channel of tokens): an
+        # absurd size is refused instead of filling memory with them.
+        self._max_size = int_arg(max_size, "max_size", 1, MAX_SIZE)
         self._min_size = int_arg(min_size, "min_size", 0)
         if self._min_size > self._max_size:
             raise ValueError(f"min_size must be <= max_size ({max_size}), got {min_size!r}")

@@ -25,6 +25,7 @@ internal WorkStealingPool.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import weakref
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
-from fastconc._args import int_arg
+from fastconc._args import MAX_THREADS, int_arg
 from fastconc.errors import ChannelClosed
 
 __all__ = ["Pipeline", "Stage", "StageStats"]
@@ -65,7 +66,7 @@ class Stage:
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         if workers is not None:
-            int_arg(workers, "workers", 1)
+            int_arg(workers, "workers", 1, MAX_THREADS)
         if ordered is not None and not isinstance(ordered, bool):
             raise TypeError("ordered must be a bool or None")
         if not callable(on_error) and on_error not in ON_ERROR:
@@ -566,7 +567,7 @@ class Pipeline:
         if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
             raise TypeError("stages must be an iterable of callables or Stage objects")
         int_arg(capacity, "capacity", 1)
-        int_arg(workers, "workers", 1)
+        int_arg(workers, "workers", 1, MAX_THREADS)
         if not isinstance(ordered, bool):
             raise TypeError("ordered must be a bool")
         if executor is not None and not callable(getattr(executor, "submit", None)):
@@ -730,6 +731,11 @@ def _abort_soon(run: _Run) -> None:
     run this while the current thread holds a (pure-Python) Channel's lock
     that closing the channel needs."""
     if run.done.is_set():
+        return
+    if sys.is_finalizing():
+        # Module teardown: the exit hook cancelled every live run before
+        # threads were joined, and a thread started now never runs (3.10 and
+        # 3.11 then wait in start() for good; seen 6 times in 600 exits).
         return
     try:
         threading.Thread(target=run.abort, args=(None,), daemon=True,
