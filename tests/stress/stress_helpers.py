@@ -61,6 +61,18 @@ class Budget:
         return True
 
 
+def run_rounds(tally, one_round, budget: Budget | None = None) -> None:  # noqa: ANN001
+    """Run one_round() (a fresh structure each time, returning (operations,
+    items checked)) until the time budget is spent; tally the sums."""
+    budget = budget or Budget()
+    operations = checked = 0
+    while budget.next_round():
+        calls, checked_now = one_round()
+        operations += calls
+        checked += checked_now
+    tally.add(operations=operations, items_checked=checked)
+
+
 def jitter(rnd: random.Random, p: float = 0.02) -> None:
     """Now and then, a tiny pause to vary the interleavings (never used to
     wait for anything: correctness does not depend on it)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, jitter, random_pause
+from stress_helpers import jitter, random_pause, run_rounds
 
 from fastconc import Actor, ActorStopped, ActorSystem
 from fastconc.actors import DEAD_LETTERS_KEPT
@@ -52,13 +52,7 @@ class Sink(Actor):
 
 @pytest.mark.parametrize("how", ["stop", "shutdown"])
 def test_actors_stopped_while_threads_tell_and_ask(impl, threads, tally, how):
-    budget = Budget()
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _actors_round(impl, threads, how)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _actors_round(impl, threads, how))
 
 
 def _actors_round(impl, threads, how: str) -> tuple[int, int]:

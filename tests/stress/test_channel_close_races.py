@@ -19,12 +19,12 @@ import weakref
 import pytest
 from conftest import JOIN_TIMEOUT, join_queue
 from stress_helpers import (
-    Budget,
     check_counts,
     check_fifo_per_producer,
     jitter,
     random_pause,
     random_timeout,
+    run_rounds,
 )
 
 from fastconc import ChannelClosed, Empty, Full, Timeout
@@ -36,14 +36,8 @@ T = JOIN_TIMEOUT
 
 
 def test_channel_random_timeouts_and_close_race_sends_and_receives(impl, threads, tally):
-    budget = Budget()
     producers, consumers = 3, 3
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _channel_round(impl, threads, producers, consumers)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _channel_round(impl, threads, producers, consumers))
 
 
 def _channel_round(impl, threads, producers: int, consumers: int) -> tuple[int, int]:
@@ -145,14 +139,8 @@ class Item:
 
 @pytest.mark.parametrize("immediate", [False, True], ids=["drain", "immediate"])
 def test_queue_shutdown_races_put_and_get(impl, threads, tally, immediate):
-    budget = Budget()
     producers, consumers = 3, 2
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _queue_round(impl, threads, producers, consumers, immediate)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _queue_round(impl, threads, producers, consumers, immediate))
 
 
 def _queue_round(impl, threads, producers: int, consumers: int, immediate: bool) -> tuple[int, int]:

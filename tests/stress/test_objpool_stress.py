@@ -15,7 +15,7 @@ import threading
 
 import pytest
 from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, jitter, random_pause, random_timeout
+from stress_helpers import jitter, random_pause, random_timeout, run_rounds
 
 from fastconc import ObjectPool, PoolClosed, ResourceUnavailable
 
@@ -35,14 +35,8 @@ class Resource:
 
 
 def test_objpool_get_put_with_timeouts_and_close_racing(impl, threads, tally):
-    budget = Budget()
     workers = 5
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _objpool_round(impl, threads, workers)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _objpool_round(impl, threads, workers))
 
 
 def _objpool_round(impl, threads, workers: int) -> tuple[int, int]:

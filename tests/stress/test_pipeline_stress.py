@@ -18,12 +18,12 @@ from collections import Counter
 import pytest
 from conftest import JOIN_TIMEOUT
 from stress_helpers import (
-    Budget,
     check_counts,
     check_fifo_per_producer,
     jitter,
     random_pause,
     random_timeout,
+    run_rounds,
 )
 
 from fastconc import ChannelClosed, Pipeline, Stage, Timeout
@@ -36,14 +36,8 @@ T = JOIN_TIMEOUT
 
 @pytest.mark.parametrize("end", ["close", "cancel"])
 def test_pipeline_producers_consumers_with_close_or_cancel_racing(impl, threads, tally, end):
-    budget = Budget()
     producers, consumers = 3, 2
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _pipeline_round(impl, threads, producers, consumers, end)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _pipeline_round(impl, threads, producers, consumers, end))
 
 
 def _pipeline_round(impl, threads, producers: int, consumers: int, end: str) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, jitter, random_pause
+from stress_helpers import jitter, random_pause, run_rounds
 
 from fastconc import PoolClosed
 
@@ -33,14 +33,8 @@ T = JOIN_TIMEOUT
                          ids=["wait", "nowait", "wait-cancel", "nowait-cancel"])
 def test_shutdown_while_threads_submit(impl, threads, tally, wait, cancel_futures):
     assert issubclass(PoolClosed, RuntimeError)
-    budget = Budget()
     submitters = 3
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _shutdown_round(impl, threads, submitters, wait, cancel_futures)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    run_rounds(tally, lambda: _shutdown_round(impl, threads, submitters, wait, cancel_futures))
 
 
 def _shutdown_round(impl, threads, submitters: int, wait: bool,

@@ -18,7 +18,7 @@ import time
 
 import pytest
 from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, check_counts, check_exactly_once_sent, jitter
+from stress_helpers import Budget, check_counts, check_exactly_once_sent, jitter, run_rounds
 
 from fastconc import Empty
 
@@ -156,14 +156,9 @@ def test_spsc_rings_tiny_capacity_random_batches(impl, threads, tally, kind):
 def test_deque_owner_and_thieves_exactly_once(impl, threads, tally):
     """Rounds of: the owner pushes bursts (growing the buffer past its first
     size, so thieves read a grown array) and pops, three thieves steal."""
-    budget = Budget()
     thieves = 3
-    total_calls = checked = 0
-    while budget.next_round():
-        calls, checked_now = _deque_round(impl, threads, thieves, budget.seconds / 10)
-        total_calls += calls
-        checked += checked_now
-    tally.add(operations=total_calls, items_checked=checked)
+    budget = Budget()
+    run_rounds(tally, lambda: _deque_round(impl, threads, thieves, budget.seconds / 10), budget)
 
 
 def _deque_round(impl, threads, thieves: int, seconds: float) -> tuple[int, int]:
