@@ -193,7 +193,7 @@ class PoolFuture(Future[T]):
                     return self._result  # type: ignore[no-any-return]
                 if self._state in _CANCELLED_STATES:
                     raise _futures_base.CancelledError("the task was cancelled")
-                raise _futures_base.TimeoutError(f"no result within {timeout} s")
+                raise _futures_base.TimeoutError("the task did not finish within the timeout")
         finally:
             # Break a reference cycle with the exception in self._exception.
             self = None  # type: ignore[assignment]  # noqa: PLW0642
@@ -208,7 +208,7 @@ class PoolFuture(Future[T]):
                 return self._exception
             if self._state in _CANCELLED_STATES:
                 raise _futures_base.CancelledError("the task was cancelled")
-            raise _futures_base.TimeoutError(f"no result within {timeout} s")
+            raise _futures_base.TimeoutError("the task did not finish within the timeout")
 
     # -- state changes (each notifies the lazily made condition) --------
 
