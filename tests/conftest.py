@@ -69,6 +69,25 @@ def join_queue(q, timeout: float = JOIN_TIMEOUT) -> None:
     assert not t.is_alive(), f"Queue.join() still blocked after {timeout}s"
 
 
+def watch_stopped(system, ref) -> threading.Event:  # noqa: ANN001 - ActorSystem, ActorRef
+    """An Event set once ref has stopped (a watcher actor hears Terminated).
+    Spawn it before whatever should stop the actor."""
+    from fastconc import Actor, Terminated
+
+    stopped = threading.Event()
+
+    class Watcher(Actor):
+        def on_start(self) -> None:
+            self.context.watch(ref)
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if isinstance(msg, Terminated):
+                stopped.set()
+
+    system.spawn(Watcher)
+    return stopped
+
+
 class Threads:
     """Start threads that all begin together; join them with a timeout and
     re-raise the first exception any of them hit."""

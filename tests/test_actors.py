@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, watch_stopped
 
 from fastconc import Actor, ActorStopped, ActorSystem, Deadlock, Terminated, Timeout
 
@@ -35,19 +35,8 @@ class Counter(Actor):
 
 
 def wait_stopped(system, ref) -> None:  # noqa: ANN001
-    """Block (bounded) until ref has stopped: a watcher hears Terminated."""
-    stopped = threading.Event()
-
-    class Watcher(Actor):
-        def on_start(self) -> None:
-            self.context.watch(ref)
-
-        def handle_message(self, msg):  # noqa: ANN001, ANN201
-            if isinstance(msg, Terminated):
-                stopped.set()
-
-    system.spawn(Watcher)
-    assert stopped.wait(T), f"{ref} did not stop"
+    """Block (bounded) until ref has stopped."""
+    assert watch_stopped(system, ref).wait(T), f"{ref} did not stop"
 
 
 @pytest.mark.thread_unsafe(reason="spawns a fixed name in the shared system")

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 
 import pytest
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, watch_stopped
 
 from fastconc import (
     Actor,
@@ -41,7 +41,6 @@ from fastconc import (
     CircuitOpenError,
     PoolClosed,
     ResourceUnavailable,
-    Terminated,
 )
 from fastconc.breaker import CircuitBreaker, CircuitState
 from fastconc.objpool import ObjectPool
@@ -1158,19 +1157,6 @@ def _system(impl) -> Iterator[ActorSystem]:  # noqa: ANN001
     assert system.shutdown(T), "the actor system did not shut down"
 
 
-def _watch_until_stopped(system: ActorSystem, ref) -> threading.Event:  # noqa: ANN001
-    stopped = threading.Event()
-
-    class Watcher(Actor):
-        def on_start(self) -> None:
-            self.context.watch(ref)
-
-        def handle_message(self, msg):  # noqa: ANN001, ANN201
-            if isinstance(msg, Terminated):
-                stopped.set()
-
-    system.spawn(Watcher)
-    return stopped
 
 
 class Recorder(Actor):
@@ -1251,7 +1237,7 @@ def test_actor_stop_and_escalate_strategies_account_for_every_message(impl, tall
                 return super().handle_message(msg)
 
         ref = system.spawn(Slow, log, frozenset({10}), supervision="stop")
-        stopped = _watch_until_stopped(system, ref)
+        stopped = watch_stopped(system, ref)
         for i in range(n):
             ref.tell(i)
         gate.set()
@@ -1284,7 +1270,7 @@ def test_actor_stop_and_escalate_strategies_account_for_every_message(impl, tall
         parent = system.spawn(Parent, supervision="resume")
         assert spawned.wait(T)
         child = holder[0]
-        child_stopped = _watch_until_stopped(system, child)
+        child_stopped = watch_stopped(system, child)
         for msg in (1, 2, "x", 3):
             child.tell(msg)
         assert child_stopped.wait(T)
@@ -1357,7 +1343,7 @@ def test_actor_lifecycle_hook_failures_are_reported(impl, reported, tally):
             ref.tell(i)
         assert ref.ask("sync", timeout=T) == 5
         assert ref.ask("whoami", timeout=T) is not first  # restarted all the same
-        stopped = _watch_until_stopped(system, ref)
+        stopped = watch_stopped(system, ref)
         ref.stop()
         assert stopped.wait(T)
         assert system.lookup("hooky") is None
@@ -1449,7 +1435,7 @@ def test_actor_restart_whose_factory_fails_stops_the_actor(impl, reported, tally
 
     with _system(impl) as system:
         ref = system.spawn(factory, max_restarts=3, backoff=backoff)
-        stopped = _watch_until_stopped(system, ref)
+        stopped = watch_stopped(system, ref)
         for i in range(5):
             ref.tell(i)
         asks = [ref.ask_async(f"q{i}") for i in range(3)]
