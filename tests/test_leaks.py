@@ -1074,17 +1074,32 @@ def _inc(t: Token) -> Token:
     return Token(t.n + 1)
 
 
+def _join_new_threads(before: set[threading.Thread]) -> Callable[[], None]:
+    """A settle step: each run's threads end on their own after it (its pool
+    is shut down without waiting); join them so a loaded machine's slower
+    thread exits are not counted as growth."""
+    def settle() -> None:
+        for t in threading.enumerate():
+            if t not in before and t is not threading.current_thread():
+                t.join(JOIN_TIMEOUT)
+                assert not t.is_alive(), f"{t.name} did not end"
+    return settle
+
+
 @case("Pipeline.map", warmup=5, runs=30)
 def _(impl):
     p = Pipeline([_inc, _inc], backend=impl)
+    before = set(threading.enumerate())
 
     def op() -> None:
         assert [t.n for t in p.map(Token(i) for i in range(20))] == list(range(2, 22))
-    return _just(op)
+    return op, _join_new_threads(before), None
 
 
 @case("Pipeline.start_send_recv_close", warmup=5, runs=30)
 def _(impl):
+    before = set(threading.enumerate())
+
     def op() -> None:
         p = Pipeline([_inc], backend=impl).start()
         for i in range(5):
@@ -1097,7 +1112,7 @@ def _(impl):
         except ChannelClosed:
             pass
         assert p.join(JOIN_TIMEOUT)
-    return _just(op)
+    return op, _join_new_threads(before), None
 
 
 @case("Pipeline.send_recv")
