@@ -324,7 +324,9 @@ class Queue:
         ``block`` false, raise Full at once if there is no room.  Raises
         ChannelClosed (a queue.ShutDown) once the queue is shut down.
         """
-        bounded = self._maxsize > 0
+        # A maxsize the compiled Queue cannot hold (>= sys.maxsize) is
+        # unbounded there, so it is here too (block/timeout then unread).
+        bounded = 0 < self._maxsize < sys.maxsize
         deadline = _deadline(timeout) if bounded and block else None
         with self._mutex:
             if self._shutdown:
