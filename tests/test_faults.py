@@ -128,13 +128,14 @@ class Tracked:
 
     def __init__(self, log: list[int], key: int, mode: str = "raise",
                  gate: threading.Event | None = None, entered: threading.Event | None = None,
-                 waits: list[bool] | None = None) -> None:
+                 waits: list[bool] | None = None, left: threading.Event | None = None) -> None:
         self.log = log
         self.key = key
         self.mode = mode
         self.gate = gate
         self.entered = entered
         self.waits = waits
+        self.left = left  # set once a blocking __del__ has returned
         self.ref: object = None  # set to make a reference cycle
 
     def __del__(self) -> None:
@@ -145,6 +146,8 @@ class Tracked:
             assert self.gate is not None and self.entered is not None and self.waits is not None
             self.entered.set()
             self.waits.append(self.gate.wait(BLOCK_TIMEOUT))
+            if self.left is not None:
+                self.left.set()
 
 
 def only_kind(errors: list[BaseException | None], kind: type[BaseException]) -> list:
@@ -507,10 +510,10 @@ def test_pool_releases_tasks_whose_args_del_misbehave(impl, reported, tally):
     it go); __del__s that raise go to sys.unraisablehook.  Tasks dropped by
     shutdown(cancel_futures=True) are released too, each exactly once."""
     log: list[int] = []
-    gate, entered, waits = threading.Event(), threading.Event(), []
+    gate, entered, waits, left = threading.Event(), threading.Event(), [], threading.Event()
     pool = _pool(impl, 2)
     try:
-        f = pool.submit(lambda obj: obj.key, Tracked(log, 0, "block", gate, entered, waits))
+        f = pool.submit(lambda obj: obj.key, Tracked(log, 0, "block", gate, entered, waits, left))
         assert f.result(T) == 0
         assert entered.wait(T)
         # One worker is stuck in that __del__; the other still runs tasks.
@@ -519,6 +522,8 @@ def test_pool_releases_tasks_whose_args_del_misbehave(impl, reported, tally):
         assert [r.result(T) for r in results] == list(range(1, 21))
         assert pool.join(T)
         del f, results
+        # join() counts tasks, not the release of their arguments after them.
+        assert left.wait(T)
         assert waits == [True]
         # Queued behind a task that holds the only worker busy, then cancelled.
         hold, started = threading.Event(), threading.Event()
