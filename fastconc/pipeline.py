@@ -365,7 +365,14 @@ class _Run:
                             BATCH, len(source) - i):
                         return
                 return
-            iterator = iter(source)
+            try:
+                iterator = iter(source)
+            except BaseException as exc:
+                # Recorded before the finally closes the inbox: failing the
+                # run from _guard after that close raced the consumer, which
+                # could see a normal end first.
+                self.source_error = exc
+                return
             send = inbox.send
             while not self.aborted:
                 try:
