@@ -1336,6 +1336,19 @@ def test_actor_ask_failures_go_to_the_asker(impl, tally):
     tally.add(faults=11, operations=16, items_checked=2)
 
 
+class RaisingHooks(Recorder):
+    """A Recorder whose lifecycle hooks all raise."""
+
+    def on_start(self) -> None:
+        raise Boom("on_start")
+
+    def on_failure(self, exc: BaseException) -> None:
+        raise Boom("on_failure")
+
+    def on_stop(self) -> None:
+        raise Boom("on_stop")
+
+
 @pytest.mark.thread_unsafe(reason="replaces threading.excepthook")
 def test_actor_lifecycle_hook_failures_are_reported(impl, reported, tally):
     """on_start, on_failure and on_stop raising: each reported through
@@ -1344,18 +1357,8 @@ def test_actor_lifecycle_hook_failures_are_reported(impl, reported, tally):
     freed)."""
     log: list[int] = []
 
-    class Hooky(Recorder):
-        def on_start(self) -> None:
-            raise Boom("on_start")
-
-        def on_failure(self, exc: BaseException) -> None:
-            raise Boom("on_failure")
-
-        def on_stop(self) -> None:
-            raise Boom("on_stop")
-
     with _system(impl) as system:
-        ref = system.spawn(Hooky, log, frozenset({3}), name="hooky", max_restarts=5)
+        ref = system.spawn(RaisingHooks, log, frozenset({3}), name="hooky", max_restarts=5)
         first = ref.ask("whoami", timeout=T)
         for i in range(6):
             ref.tell(i)
@@ -1508,16 +1511,9 @@ def test_actor_hooks_with_a_raising_excepthook(impl, reported, monkeypatch, tall
 
     log: list[int] = []
 
-    class Hooky(Recorder):
-        def on_start(self) -> None:
-            raise Boom("on_start")
-
-        def on_failure(self, exc: BaseException) -> None:
-            raise Boom("on_failure")
-
     monkeypatch.setattr(threading, "excepthook", broken_hook)
     with _system(impl) as system:
-        ref = system.spawn(Hooky, log, frozenset({2}), max_restarts=3)
+        ref = system.spawn(RaisingHooks, log, frozenset({2}), max_restarts=3)
         for i in range(5):
             ref.tell(i)
         assert ref.ask("sync", timeout=T) == 4

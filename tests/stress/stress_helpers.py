@@ -16,19 +16,26 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
 
+from conftest import JOIN_TIMEOUT
+
+from fastconc import Empty
+
 __all__ = [
     "MIN_ROUNDS",
     "Budget",
+    "backoff",
     "check_counts",
     "check_exactly_once_sent",
     "check_fifo_per_producer",
     "jitter",
     "random_pause",
     "random_timeout",
+    "run_mpmc_ring",
     "stress_seconds",
 ]
 
@@ -71,6 +78,82 @@ def run_rounds(tally, one_round, budget: Budget | None = None) -> None:  # noqa:
         operations += calls
         checked += checked_now
     tally.add(operations=operations, items_checked=checked)
+
+
+def backoff() -> None:
+    """A retry on a full or empty ring first yields the GIL (sleep(0) is a
+    yield, not a wait for anything): a spinning thread would otherwise hold
+    the GIL for a whole switch interval while the thread it waits for
+    cannot run."""
+    time.sleep(0)
+
+
+def run_mpmc_ring(ring, threads, producers: int, consumers: int,  # noqa: ANN001
+                  per_producer: int | None = None,
+                  budget: Budget | None = None) -> tuple[int, int]:
+    """Producers push (p, i) with push and push_many (random batches) until
+    they have pushed per_producer items (None: no limit) or the budget is
+    spent; consumers drain with pop(), pop(default) and pop_many() until the
+    producers are done and the ring is empty.  Checks every pushed item was
+    popped exactly once and each producer's items in order at each consumer.
+    Returns (calls made, items checked)."""
+    budget = budget or Budget()
+    limit = per_producer if per_producer is not None else float("inf")
+    done_producing = threading.Event()
+    received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
+    sent = [0] * producers
+    calls = [0] * (producers + consumers)
+    start = threading.Barrier(producers + consumers)
+    missing = object()
+
+    def producer(p: int) -> None:
+        r = random.Random(p)
+        start.wait(JOIN_TIMEOUT)
+        i = 0
+        while i < limit and not budget.over():
+            calls[p] += 1
+            if r.random() < 0.3:
+                end = min(limit, i + r.randint(1, 7))
+                pushed = ring.push_many([(p, j) for j in range(i, int(end))])
+            else:
+                pushed = int(ring.push((p, i)))
+            i += pushed
+            if not pushed:
+                backoff()
+        sent[p] = i
+
+    def consumer(c: int) -> None:
+        r = random.Random(100 + c)
+        out = received[c]
+        start.wait(JOIN_TIMEOUT)
+        while True:
+            calls[producers + c] += 1
+            mode = r.randrange(3)
+            if mode == 0:
+                got = ring.pop_many(r.randint(1, 5))
+            elif mode == 1:
+                x = ring.pop(missing)
+                got = [] if x is missing else [x]
+            else:
+                try:
+                    got = [ring.pop()]
+                except Empty:
+                    got = []
+            out.extend(got)
+            if not got:
+                if done_producing.is_set() and ring.is_empty():
+                    return
+                backoff()
+
+    prods = [threads.start(producer, p) for p in range(producers)]
+    for c in range(consumers):
+        threads.start(consumer, c)
+    for t in prods:
+        t.join(JOIN_TIMEOUT)
+    done_producing.set()
+    threads.join()
+    assert len(ring) == 0
+    return sum(calls), check_exactly_once_sent(received, sent)
 
 
 def jitter(rnd: random.Random, p: float = 0.02) -> None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import array
 import random
 import threading
-import time
 
 import pytest
 from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, check_counts, check_exactly_once_sent, jitter, run_rounds
+from stress_helpers import Budget, backoff, check_counts, jitter, run_mpmc_ring, run_rounds
 
 from fastconc import Empty
 
@@ -28,70 +27,12 @@ pytestmark = [pytest.mark.stress,
 T = JOIN_TIMEOUT
 
 
-def backoff() -> None:
-    time.sleep(0)  # a yield (see test_ring_stress.py), not a wait for anything
-
-
 @pytest.mark.parametrize("capacity", [2, 4])  # 2 is the smallest ring there is
 def test_ring_mpmc_tiny_capacity_exactly_once(impl, threads, tally, capacity):
     ring = impl.RingBuffer(capacity)
     assert ring.capacity == capacity
-    producers, consumers = 3, 3
-    budget = Budget()
-    done_producing = threading.Event()
-    received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
-    sent = [0] * producers
-    calls = [0] * (producers + consumers)
-    start = threading.Barrier(producers + consumers)
-    missing = object()
-
-    def producer(p: int) -> None:
-        r = random.Random(p)
-        start.wait(T)
-        i = 0
-        while not budget.over():
-            calls[p] += 1
-            if r.random() < 0.3:
-                pushed = ring.push_many([(p, j) for j in range(i, i + r.randint(1, 4))])
-            else:
-                pushed = int(ring.push((p, i)))
-            i += pushed
-            if not pushed:
-                backoff()
-        sent[p] = i
-
-    def consumer(c: int) -> None:
-        r = random.Random(100 + c)
-        out = received[c]
-        start.wait(T)
-        while True:
-            calls[producers + c] += 1
-            mode = r.randrange(3)
-            if mode == 0:
-                got = ring.pop_many(r.randint(1, 3))
-            elif mode == 1:
-                x = ring.pop(missing)
-                got = [] if x is missing else [x]
-            else:
-                try:
-                    got = [ring.pop()]
-                except Empty:
-                    got = []
-            out.extend(got)
-            if not got:
-                if done_producing.is_set() and ring.is_empty():
-                    return
-                backoff()
-
-    prods = [threads.start(producer, p) for p in range(producers)]
-    for c in range(consumers):
-        threads.start(consumer, c)
-    for t in prods:
-        t.join(T)
-    done_producing.set()
-    threads.join()
-    assert len(ring) == 0
-    tally.add(operations=sum(calls), items_checked=check_exactly_once_sent(received, sent))
+    calls, checked = run_mpmc_ring(ring, threads, producers=3, consumers=3)
+    tally.add(operations=calls, items_checked=checked)
 
 
 @pytest.mark.parametrize("kind", ["spsc", "typed"])

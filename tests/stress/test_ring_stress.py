@@ -1,8 +1,6 @@
 """Ring buffers under real concurrency: nothing lost, nothing duplicated,
-SPSC order kept.  Rings never block, so the threads retry on full/empty;
-a retry first yields the GIL (backoff(): sleep(0) is a yield, not a wait for
-anything), or a spinning thread would hold the GIL for a whole switch
-interval while the thread it waits for cannot run.
+SPSC order kept.  Rings never block, so the threads retry on full/empty
+after a yield (stress_helpers.backoff).
 
 Producers stop after n items or when the time budget (stress_helpers.Budget)
 is spent, whichever comes first; the checks cover what was pushed."""
@@ -11,20 +9,15 @@ from __future__ import annotations
 
 import array
 import threading
-import time
 
 import pytest
-from conftest import JOIN_TIMEOUT, stress_scale
-from stress_helpers import Budget, check_exactly_once_sent
+from conftest import stress_scale
+from stress_helpers import Budget, backoff, run_mpmc_ring
 
 from fastconc import Empty
 
 pytestmark = [pytest.mark.stress,
               pytest.mark.thread_unsafe(reason="a stress test: times its own load")]
-
-
-def backoff() -> None:
-    time.sleep(0)
 
 
 def items_per_producer() -> int:
@@ -33,50 +26,9 @@ def items_per_producer() -> int:
 
 def test_ring_mpmc_4_producers_3_consumers_exactly_once(impl, threads, tally):
     ring = impl.RingBuffer(64)
-    producers, consumers = 4, 3
-    n = items_per_producer()
-    budget = Budget()
-    done_producing = threading.Event()
-    received: list[list[tuple[int, int]]] = [[] for _ in range(consumers)]
-    sent = [0] * producers
-    calls = [0] * (producers + consumers)
-    start = threading.Barrier(producers + consumers)
-
-    def producer(p: int) -> None:
-        start.wait(JOIN_TIMEOUT)
-        i = 0
-        while i < n and not budget.over():
-            calls[p] += 1
-            if i % 3 == 0:
-                pushed = ring.push_many([(p, j) for j in range(i, min(n, i + 7))])
-            else:
-                pushed = int(ring.push((p, i)))
-            i += pushed
-            if not pushed:
-                backoff()
-        sent[p] = i
-
-    def consumer(c: int) -> None:
-        out = received[c]
-        start.wait(JOIN_TIMEOUT)
-        while True:
-            calls[producers + c] += 1
-            got = ring.pop_many(5) if c % 2 else [ring.pop(None)]
-            got = [x for x in got if x is not None]
-            out.extend(got)
-            if not got:
-                if done_producing.is_set() and ring.is_empty():
-                    return
-                backoff()
-
-    prods = [threads.start(producer, p) for p in range(producers)]
-    for c in range(consumers):
-        threads.start(consumer, c)
-    for t in prods:
-        t.join(JOIN_TIMEOUT)
-    done_producing.set()
-    threads.join()
-    tally.add(operations=sum(calls), items_checked=check_exactly_once_sent(received, sent))
+    calls, checked = run_mpmc_ring(ring, threads, producers=4, consumers=3,
+                                   per_producer=items_per_producer())
+    tally.add(operations=calls, items_checked=checked)
 
 
 def test_spsc_order_across_threads(impl, threads, tally):
