@@ -174,11 +174,15 @@ class _BatchCall(_FutureTask):
 
 
 class _Worker:
-    __slots__ = ("deque", "executed", "index", "parks", "steals")
+    __slots__ = ("deque", "executed", "index", "parks", "rng", "steals")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.deque: deque[object] = deque()
+        # Its own generator: the random module's shared one belongs to the
+        # application (a seeded sequence must not shift because a pool
+        # stole a task).
+        self.rng = random.Random()
         self.executed = 0
         self.steals = 0
         self.parks = 0
@@ -294,7 +298,7 @@ class _PoolCore:
         workers = self.workers
         n = len(workers)
         if n > 1:
-            start = random.randrange(n)
+            start = worker.rng.randrange(n)
             for i in range(n):
                 victim = workers[(start + i) % n]
                 if victim is worker:

@@ -42,6 +42,11 @@ _SPAWN_OPTIONS = ("name", "mailbox_size", "supervision", "max_restarts", "within
                   "overflow")
 OVERFLOW = ("block", "drop", "raise")
 
+# Restart-backoff jitter draws from a generator of its own: the random
+# module's shared one belongs to the application (a seeded sequence must not
+# shift because an actor restarted).
+_jitter = random.Random()
+
 
 class Terminated:
     """Sent to watchers when the watched actor has stopped."""
@@ -662,7 +667,7 @@ class _Cell:
         if first <= 0:
             return 0.0
         delay = min(most, first * 2.0 ** (len(self.restarts) - 1))
-        return float(delay * random.uniform(0.5, 1.0))  # jitter: restarts do not march in step
+        return float(delay * _jitter.uniform(0.5, 1.0))  # jitter: restarts do not march in step
 
     def _restart(self) -> bool:
         """start() again after a failure.  If that fails too (the factory

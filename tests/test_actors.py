@@ -3,6 +3,7 @@ lifecycle, supervision, dead letters, deadlock detection."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
@@ -372,6 +373,25 @@ def test_restart_backoff_keeps_the_mailbox(system):
     f.tell("inc")  # waits in the mailbox through the back-off
     assert f.ask("inc", timeout=T) == 2
     assert len(restarts) == 2
+
+
+@pytest.mark.thread_unsafe(reason="reads the random module's shared state")
+def test_restart_jitter_leaves_the_random_module_alone(system):
+    """Back-off jitter comes from a generator of fastconc's own: an
+    application's seeded random sequence does not shift because an actor
+    restarted."""
+    class Flaky(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "boom":
+                raise ValueError("boom")
+            return msg
+
+    before = random.getstate()
+    f = system.spawn(Flaky, supervision="restart", max_restarts=5, backoff=(0.001, 0.002))
+    for _ in range(3):
+        f.tell("boom")
+    assert f.ask("ok", timeout=T) == "ok"
+    assert random.getstate() == before
 
 
 def test_children_stop_with_their_parent(system):

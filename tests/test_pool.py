@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -295,6 +296,23 @@ def test_execute_errors_go_to_the_handler_and_workers_survive(impl):
         assert p.join(T)
         assert len(errors) == 11 and all(isinstance(e, ZeroDivisionError) for e in errors)
         assert p.submit(abs, -5).result(T) == 5  # still working
+
+
+@pytest.mark.thread_unsafe(reason="reads the random module's shared state")
+def test_stealing_leaves_the_random_module_alone(impl):
+    """Victims are picked with the pool's own generator: an application's
+    seeded random sequence does not shift because a pool ran (and stole)."""
+    before = random.getstate()
+    with impl.WorkStealingPool(2) as p:
+        def spread(n: int) -> list[cf.Future[int]]:
+            # Submitted from a worker, these land on its own deque, where the
+            # other worker steals them.
+            return [p.submit(abs, -i) for i in range(n)]
+
+        futures = p.submit(spread, 300).result(T)
+        assert [f.result(T) for f in futures] == list(range(300))
+        assert p.join(T)
+    assert random.getstate() == before
 
 
 def test_execute_errors_default_to_threading_excepthook(impl, monkeypatch):
