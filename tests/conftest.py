@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import pytest
 
@@ -43,20 +43,39 @@ def stress_scale() -> float:
     return float(os.environ.get("FASTCONC_STRESS_SCALE", "1"))
 
 
-def check_exactly_once(received: list[list[tuple[int, int]]], producers: int, n: int) -> None:
-    flat = [x for part in received for x in part]
-    counts = Counter(flat)
-    dupes = [x for x, c in counts.items() if c > 1]
-    assert not dupes, f"duplicated items: {dupes[:5]}"
-    expected = {(p, i) for p in range(producers) for i in range(n)}
-    missing = expected - counts.keys()
-    assert not missing, f"{len(missing)} items lost, e.g. {sorted(missing)[:5]}"
-    assert len(flat) == len(expected)
-    # FIFO per sender: each consumer sees one producer's items in order.
+def check_counts(received: Iterable[Hashable], accepted: Iterable[Hashable],
+                 what: str = "item") -> int:
+    """Everything accepted was received exactly once and nothing else was;
+    returns how many items that verified."""
+    got = Counter(received)
+    dupes = [x for x, c in got.items() if c > 1]
+    assert not dupes, f"{len(dupes)} {what}s received twice, e.g. {dupes[:5]}"
+    want = Counter(accepted)
+    assert all(c == 1 for c in want.values()), "test bug: an item was accepted twice"
+    lost = want.keys() - got.keys()
+    assert not lost, f"{len(lost)} accepted {what}s lost, e.g. {sorted(lost)[:5]}"
+    extra = got.keys() - want.keys()
+    assert not extra, (f"{len(extra)} {what}s received that no call accepted, "
+                       f"e.g. {sorted(extra)[:5]}")
+    return len(want)
+
+
+def check_exactly_once_sent(received: list[list[tuple[int, int]]], sent: list[int]) -> int:
+    """Producer p sent (p, 0) .. (p, sent[p] - 1): each received exactly once,
+    and each consumer saw one producer's items in order.  Returns the number
+    of items checked."""
+    n = check_counts((x for part in received for x in part),
+                     ((p, i) for p, count in enumerate(sent) for i in range(count)))
+    check_fifo_per_producer(received)
+    return n
+
+
+def check_fifo_per_producer(received: list[list[tuple[int, int]]]) -> None:
+    """Each consumer sees one producer's items in the order sent."""
     for part in received:
         last: dict[int, int] = {}
         for p, i in part:
-            assert i > last.get(p, -1), "items from one producer arrived out of order"
+            assert i > last.get(p, -1), f"items of producer {p} arrived out of order"
             last[p] = i
 
 

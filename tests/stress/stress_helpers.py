@@ -18,10 +18,8 @@ import os
 import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Hashable, Iterable
 
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, check_exactly_once_sent
 
 from fastconc import Empty
 
@@ -29,9 +27,6 @@ __all__ = [
     "MIN_ROUNDS",
     "Budget",
     "backoff",
-    "check_counts",
-    "check_exactly_once_sent",
-    "check_fifo_per_producer",
     "jitter",
     "random_pause",
     "random_timeout",
@@ -173,39 +168,3 @@ def random_timeout(rnd: random.Random, longest: float) -> float:
     """A timeout for a racing call: often zero or tiny (so it expires while
     the other side is busy), sometimes the generous bound."""
     return rnd.choice((0.0, 0.00002, 0.0001, 0.001, longest))
-
-
-def check_counts(received: Iterable[Hashable], accepted: Iterable[Hashable],
-                 what: str = "item") -> int:
-    """Everything accepted was received exactly once and nothing else was;
-    returns how many items that verified."""
-    got = Counter(received)
-    dupes = [x for x, c in got.items() if c > 1]
-    assert not dupes, f"{len(dupes)} {what}s received twice, e.g. {dupes[:5]}"
-    want = Counter(accepted)
-    assert all(c == 1 for c in want.values()), "test bug: an item was accepted twice"
-    lost = want.keys() - got.keys()
-    assert not lost, f"{len(lost)} accepted {what}s lost, e.g. {sorted(lost)[:5]}"
-    extra = got.keys() - want.keys()
-    assert not extra, (f"{len(extra)} {what}s received that no call accepted, "
-                       f"e.g. {sorted(extra)[:5]}")
-    return len(want)
-
-
-def check_exactly_once_sent(received: list[list[tuple[int, int]]], sent: list[int]) -> int:
-    """Producer p sent (p, 0) .. (p, sent[p] - 1): each received exactly once,
-    and each consumer saw one producer's items in order.  Returns the number
-    of items checked."""
-    n = check_counts((x for part in received for x in part),
-                     ((p, i) for p, count in enumerate(sent) for i in range(count)))
-    check_fifo_per_producer(received)
-    return n
-
-
-def check_fifo_per_producer(received: list[list[tuple[int, int]]]) -> None:
-    """Each consumer sees one producer's items in the order sent."""
-    for part in received:
-        last: dict[int, int] = {}
-        for p, i in part:
-            assert i > last.get(p, -1), f"items of producer {p} arrived out of order"
-            last[p] = i

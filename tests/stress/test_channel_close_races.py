@@ -17,10 +17,8 @@ import threading
 import weakref
 
 import pytest
-from conftest import JOIN_TIMEOUT, join_queue
+from conftest import JOIN_TIMEOUT, check_counts, check_fifo_per_producer, join_queue
 from stress_helpers import (
-    check_counts,
-    check_fifo_per_producer,
     jitter,
     random_pause,
     random_timeout,

@@ -16,10 +16,8 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, check_counts, check_fifo_per_producer
 from stress_helpers import (
-    check_counts,
-    check_fifo_per_producer,
     jitter,
     random_pause,
     random_timeout,

@@ -16,8 +16,8 @@ import random
 import threading
 
 import pytest
-from conftest import JOIN_TIMEOUT
-from stress_helpers import Budget, backoff, check_counts, jitter, run_mpmc_ring, run_rounds
+from conftest import JOIN_TIMEOUT, check_counts
+from stress_helpers import Budget, backoff, jitter, run_mpmc_ring, run_rounds
 
 from fastconc import Empty
 
