@@ -1,28 +1,36 @@
-"""``python -m fastconc``: the version, the backend in use, and
-``python -m fastconc bench``, which measures every part of fastconc against
+"""``fastconc`` (or ``python -m fastconc``): the version, the backend in use
+and why, and ``fastconc bench``, which measures every part of fastconc against
 its fallback twin and what you would use otherwise (see fastconc._bench)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from fastconc import _bench
 
 USAGE = """\
 commands:
-  python -m fastconc bench            quick comparison of everything (about a minute)
-  python -m fastconc bench --full     longer, steadier runs
-  python -m fastconc bench --only channel,pool --json out.json --plot out.png
+  {prog} bench            quick comparison of everything (about 30 seconds)
+  {prog} bench --full     longer, steadier runs
+  {prog} bench --only channel,pool --json out.json --plot out.png
 groups: {groups}
 """
 
 
+def _prog() -> str:
+    # The console script is named fastconc; under -m argv[0] is this file.
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return "python -m fastconc" if name in ("", "__main__.py", "-c") else "fastconc"
+
+
 def _parser() -> argparse.ArgumentParser:
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="python -m fastconc", description=__doc__,
+        prog=prog, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=USAGE.format(groups=", ".join(_bench.KEYS)))
+        epilog=USAGE.format(prog=prog, groups=", ".join(_bench.KEYS)))
     commands = parser.add_subparsers(dest="command")
     bench = commands.add_parser(
         "bench", help="compare compiled, fallback and the usual alternatives",
@@ -60,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.scale if args.scale is not None else (_bench.FULL_SCALE if args.full else 1.0)
     if rounds < 1 or scale <= 0:
         parser.error("--rounds must be >= 1 and --scale > 0")
+    refusal = _bench.refusal()
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     if args.plot and not _bench.have_matplotlib():
         # Before the run, not after a minute of it.
         print("--plot needs matplotlib, which is not installed: "

@@ -312,11 +312,30 @@ def gil_enabled() -> bool:
 
 
 def header() -> str:
+    """What is measured: the backend in use, and why when it is the fallback
+    (then on the first line, so it cannot be missed)."""
     available = ", ".join(_impl.implementations()) or "none"
     gil = "enabled" if gil_enabled() else "DISABLED (free-threaded)"
-    return (f"fastconc {fastconc.__version__} on {platform.python_implementation()} "
-            f"{platform.python_version()} ({sys.platform}, {platform.machine()})\n"
-            f"backend in use: {fastconc.IMPLEMENTATION}   available: {available}   GIL: {gil}")
+    lines = []
+    if _impl.FALLBACK is not None:
+        lines.append(f"PURE-PYTHON FALLBACK ONLY, not the compiled core: {_impl.FALLBACK.reason}")
+    lines.append(f"fastconc {fastconc.__version__} on {platform.python_implementation()} "
+                 f"{platform.python_version()} ({sys.platform}, {platform.machine()})")
+    lines.append(f"backend in use: {fastconc.IMPLEMENTATION}   available: {available}   "
+                 f"GIL: {gil}")
+    return "\n".join(lines)
+
+
+def refusal() -> str | None:
+    """Why the bench must not run: the fallback is in use although a compiled
+    build exists (shadowed by a source checkout, or failing to import), so
+    its figures would pass for the library's.  None when it may run."""
+    fallback = _impl.FALLBACK
+    if fallback is None or fallback.expected:
+        return None
+    return (f"fastconc bench: not measuring the pure-Python fallback as if it were "
+            f"fastconc: {fallback.reason}.\n"
+            f"(To measure the fallback on purpose, set FASTCONC_NO_EXTENSIONS=1.)")
 
 
 def _fmt_time(seconds: float) -> str:

@@ -5,22 +5,35 @@
 * Otherwise the compiled backend is used when it was built.  If it is missing
   the fallback is used, unless ``FASTCONC_REQUIRE_EXTENSIONS`` is set, in
   which case importing fastconc fails loudly.
+
+The fallback is never silent: :data:`FALLBACK` says in words why it was
+chosen, and when the reason is that fastconc was imported from a source
+checkout with no compiled modules (``python -m fastconc`` from the checkout's
+root puts that folder first on ``sys.path``), or from a build whose compiled
+modules fail to import, a :class:`~fastconc.errors.FallbackWarning` names the
+folder and how to avoid it.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import sys
 import types
+import warnings
+from typing import NamedTuple
 
-__all__ = ["IMPLEMENTATION", "NO_EXTENSIONS", "implementations", "selected"]
+from fastconc.errors import FallbackWarning
+
+__all__ = ["FALLBACK", "IMPLEMENTATION", "NO_EXTENSIONS", "Fallback", "implementations",
+           "selected"]
 
 NO_EXTENSIONS = bool(os.environ.get("FASTCONC_NO_EXTENSIONS")) or (
     sys.implementation.name != "cpython"
 )
 REQUIRE_EXTENSIONS = bool(os.environ.get("FASTCONC_REQUIRE_EXTENSIONS"))
 
-# Public name -> attribute, per backend module.  Later primitives add rows.
+# The public names each backend module provides.
 _PUBLIC_NAMES = (
     "Channel",
     "Queue",
@@ -74,10 +87,85 @@ def implementations() -> dict[str, types.SimpleNamespace]:
     return found
 
 
-def _select() -> tuple[str, types.SimpleNamespace]:
-    available = implementations()
-    name = "cython" if "cython" in available else "python"
-    return name, available[name]
+class Fallback(NamedTuple):
+    """Why the pure-Python backend is in use."""
+
+    reason: str  # in words, for a user
+    # True when the user asked for the fallback or no compiled build exists
+    # anywhere; False when a build exists but is shadowed or broken, so the
+    # fallback's figures must not pass for the library's.
+    expected: bool
 
 
-IMPLEMENTATION, selected = _select()
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PROBE = "_channel_c"  # one compiled module stands for the core
+
+
+def _compiled_files(folder: str) -> list[str]:
+    return [os.path.join(folder, _PROBE + suffix)
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+            if os.path.exists(os.path.join(folder, _PROBE + suffix))]
+
+
+def _is_source_checkout(folder: str) -> bool:
+    return (os.path.exists(os.path.join(folder, _PROBE + ".pyx"))
+            and os.path.exists(os.path.join(os.path.dirname(folder), "setup.py")))
+
+
+def _compiled_build_elsewhere() -> str | None:
+    """The folder of another fastconc on sys.path that has compiled modules
+    for this interpreter (the one a source checkout shadows), if any."""
+    for entry in sys.path:
+        folder = os.path.join(os.path.abspath(entry or os.curdir), "fastconc")
+        if folder != _PACKAGE_DIR and _compiled_files(folder):
+            return folder
+    return None
+
+
+def _diagnose(error: ImportError | None) -> Fallback:
+    if os.environ.get("FASTCONC_NO_EXTENSIONS"):
+        return Fallback("FASTCONC_NO_EXTENSIONS is set, which asks for the pure-Python "
+                        "fallback", True)
+    if sys.implementation.name != "cpython":
+        return Fallback(f"the compiled core is for CPython and this is "
+                        f"{sys.implementation.name}", True)
+    if _compiled_files(_PACKAGE_DIR):
+        return Fallback(f"the compiled modules in {_PACKAGE_DIR} fail to import ({error}); "
+                        f"reinstall fastconc", False)
+    if _is_source_checkout(_PACKAGE_DIR):
+        elsewhere = _compiled_build_elsewhere()
+        if elsewhere is not None:
+            return Fallback(
+                f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
+                f"compiled modules and shadows the compiled build in {elsewhere} (python -m "
+                f"puts the current directory first on sys.path); run the `fastconc` command, "
+                f"or run from another directory", False)
+        return Fallback(
+            f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
+            f"compiled modules, and no compiled build is installed; install it "
+            f"(pip install .) and run the `fastconc` command or from another directory, or "
+            f"build in place (python setup.py build_ext --inplace)", True)
+    return Fallback("fastconc was installed without its compiled core (no C compiler or "
+                    "Cython at install time, or FASTCONC_NO_EXTENSIONS set then)", True)
+
+
+def _select() -> tuple[str, types.SimpleNamespace, Fallback | None]:
+    error: ImportError | None = None
+    if not NO_EXTENSIONS:
+        try:
+            return "cython", load_cython(), None
+        except ImportError as exc:
+            if REQUIRE_EXTENSIONS:
+                raise
+            error = exc
+    fallback = _diagnose(error)
+    # Warned where the user did not choose the fallback and the build did not
+    # already say so (an install without a compiler warns at install time).
+    if not fallback.expected or (not NO_EXTENSIONS and _is_source_checkout(_PACKAGE_DIR)):
+        warnings.warn(f"fastconc uses its pure-Python fallback: {fallback.reason}",
+                      FallbackWarning, stacklevel=2)
+    return "python", load_python(), fallback
+
+
+IMPLEMENTATION, selected, FALLBACK = _select()
+"""IMPLEMENTATION: "cython" or "python"; FALLBACK: why "python", or None."""

@@ -17,6 +17,7 @@ __all__ = [
     "ConcurrencyError",
     "Deadlock",
     "Empty",
+    "FallbackWarning",
     "Full",
     "PoolClosed",
     "ResourceUnavailable",
@@ -77,3 +78,10 @@ class CircuitOpenError(ConcurrencyError):
 
 class ActorStopped(ConcurrencyError):
     """The actor has stopped and can no longer answer."""
+
+
+class FallbackWarning(RuntimeWarning):
+    """fastconc runs on its pure-Python fallback for a reason the user did not
+    choose: imported from a source checkout without compiled modules (which
+    may shadow an installed build), or compiled modules that fail to import.
+    ``fastconc._impl.FALLBACK.reason`` says which, in words."""
