@@ -2,7 +2,8 @@
 #
 # Both are one ring of owned object pointers behind one mutex, with a
 # condition variable per direction.  Invariants, all guarded by `mutex`:
-#   0 <= ring.count <= bound
+#   0 <= ring.count <= bound, except after Queue.maxsize was lowered
+#   below the count (nothing is dropped; put() waits for the drain)
 #   recv_waiters / send_waiters count the threads asleep on not_empty / not_full,
 #   so an operation that finds nobody asleep skips the wake-up syscall.
 # Locking rule: a thread holding `mutex` never takes the GIL nor calls into
@@ -34,7 +35,7 @@ cdef struct ObjRing:
     Py_ssize_t size        # allocated slots: 0 or a power of two
     Py_ssize_t head        # slot of the oldest item
     Py_ssize_t count
-    Py_ssize_t max_slots   # power of two >= the bound
+    Py_ssize_t max_slots   # power of two >= the bound, and >= size
 
 
 cdef class _BlockingRing:
@@ -42,7 +43,7 @@ cdef class _BlockingRing:
     cdef fc_cond not_empty
     cdef fc_cond not_full
     cdef ObjRing ring
-    cdef Py_ssize_t bound          # most items held at once
+    cdef Py_ssize_t bound          # most items held at once (Queue: maxsize may change it)
     cdef Py_ssize_t recv_waiters
     cdef Py_ssize_t send_waiters
     cdef Py_ssize_t unfinished     # items put and not yet task_done() (Queue)

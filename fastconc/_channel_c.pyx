@@ -100,16 +100,21 @@ cdef Py_ssize_t _positive_index(object value, str name) except -1:
 
 # ---------------------------------------------------------------- the ring
 
-cdef int ring_init(ObjRing *r, Py_ssize_t bound) noexcept nogil:
+cdef Py_ssize_t ring_max_slots(ObjRing *r, Py_ssize_t bound) noexcept nogil:
     cdef Py_ssize_t cap = 1
     # Largest power of two a Py_ssize_t holds; ring_grow also checks bytes.
     while cap < bound and cap <= (PY_SSIZE_T_MAX >> 1):
         cap <<= 1
+    # A lowered bound keeps the storage already allocated (it may be full).
+    return cap if cap > r.size else r.size
+
+
+cdef int ring_init(ObjRing *r, Py_ssize_t bound) noexcept nogil:
     r.slots = NULL
     r.size = 0
     r.head = 0
     r.count = 0
-    r.max_slots = cap
+    r.max_slots = ring_max_slots(r, bound)
     return 0
 
 
@@ -181,6 +186,11 @@ cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline Py_ssize_t _room(_BlockingRing q) noexcept nogil:
+    # Mutex held.  Never negative: a Queue's lowered maxsize leaves count > bound.
+    return q.bound - q.ring.count if q.bound > q.ring.count else 0
+
+
 cdef inline void _wake(fc_cond *cv, Py_ssize_t n) noexcept nogil:
     """Wake up to n sleepers on cv (none: no syscall).  Mutex released."""
     if n > 0:
@@ -210,8 +220,9 @@ cdef class _BlockingRing:
         fc_mutex_destroy(&self.mutex)
 
     cdef int _init_ring(self, Py_ssize_t bound, object size_arg, bint counts_tasks) except -1:
-        # Capacity never changes afterwards, which is what lets `bound` and
-        # `_size_arg` be read without the mutex.
+        # A Channel's capacity never changes afterwards, which lets it read
+        # `bound` and `_size_arg` without the mutex; Queue.maxsize changes
+        # both under the mutex, so Queue reads them under it too.
         if self._size_arg is not None:
             raise RuntimeError(f"{type(self).__name__} is already initialised")
         ring_init(&self.ring, bound)
@@ -248,7 +259,7 @@ cdef class _BlockingRing:
             if self.closed:
                 st = ST_CLOSED
                 break
-            want = _min(n - done[0], self.bound - self.ring.count)
+            want = _min(n - done[0], _room(self))
             moved = ring_push_many(&self.ring, items + done[0], want)
             done[0] += moved
             if self.counts_tasks:
@@ -308,7 +319,7 @@ cdef class _BlockingRing:
         if self.closed:
             fc_mutex_unlock(&self.mutex)
             return ST_CLOSED
-        want = _min(n - done[0], self.bound - self.ring.count)
+        want = _min(n - done[0], _room(self))
         moved = ring_push_many(&self.ring, items + done[0], want)
         done[0] += moved
         if self.counts_tasks:
@@ -631,6 +642,31 @@ cdef class Channel(_BlockingRing):
 
 # ---------------------------------------------------------------- Queue
 
+cdef object _maxsize_arg(object maxsize):
+    try:
+        return operator.index(maxsize)
+    except TypeError:
+        raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
+
+
+cdef inline Py_ssize_t _maxsize_bound(object size) except -1:
+    return size if 0 < size < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
+
+
+cdef int64_t _put_deadline(object block, object timeout) except -2:
+    if not block:
+        return NO_WAIT
+    return FOREVER if timeout is None else _deadline(timeout)
+
+
+cdef bint _bounded(Queue q) noexcept:
+    cdef bint b
+    fc_mutex_lock(&q.mutex)
+    b = q.bound != PY_SSIZE_T_MAX
+    fc_mutex_unlock(&q.mutex)
+    return b
+
+
 cdef class Queue(_BlockingRing):
     """Drop-in replacement for :class:`queue.Queue` (including Python 3.13's
     ``shutdown``, on every Python version), built on the compiled channel.
@@ -646,17 +682,45 @@ cdef class Queue(_BlockingRing):
             fc_cond_destroy(&self.all_tasks_done)
 
     def __init__(self, maxsize=0):
-        cdef Py_ssize_t bound
-        try:
-            size = operator.index(maxsize)
-        except TypeError:
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
-        bound = size if 0 < size < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
-        self._init_ring(bound, size, True)
+        size = _maxsize_arg(maxsize)
+        self._init_ring(_maxsize_bound(size), size, True)
 
     @property
     def maxsize(self):
-        return self._size_arg
+        """The bound (<= 0: unbounded); assignable, as in queue.Queue."""
+        fc_mutex_lock(&self.mutex)
+        size = self._size_arg
+        fc_mutex_unlock(&self.mutex)
+        return size
+
+    @maxsize.setter
+    def maxsize(self, value):
+        """Change the bound at run time; <= 0 means unbounded.
+
+        Raising it lets blocked put() calls proceed at once.  Lowering it
+        below qsize() drops nothing: put() waits until the queue drains
+        below the new bound.
+        """
+        cdef Py_ssize_t bound
+        cdef bint wake
+        size = _maxsize_arg(value)
+        bound = _maxsize_bound(size)
+        fc_mutex_lock(&self.mutex)
+        # `_old` outlives the unlock: the last reference to the previous value
+        # must not go (and run an int subclass's __del__) under the mutex.
+        _old = self._size_arg
+        self._size_arg = size
+        wake = bound > self.bound and self.send_waiters > 0
+        self.bound = bound
+        self.ring.max_slots = ring_max_slots(&self.ring, bound)
+        fc_mutex_unlock(&self.mutex)
+        if wake:
+            fc_cond_broadcast(&self.not_full)
+
+    @maxsize.deleter
+    def maxsize(self):
+        # Cython's default here is NotImplementedError; a property says this.
+        raise AttributeError("property 'maxsize' of 'Queue' object has no deleter")
 
     @property
     def is_shutdown(self):
@@ -673,7 +737,7 @@ cdef class Queue(_BlockingRing):
         return n
 
     def __repr__(self):
-        return f"<fastconc.Queue qsize={self._count()} maxsize={self._size_arg!r}>"
+        return f"<fastconc.Queue qsize={self._count()} maxsize={self.maxsize!r}>"
 
     def task_done(self):
         """Indicate that a formerly enqueued task is complete.
@@ -721,7 +785,12 @@ cdef class Queue(_BlockingRing):
 
     def full(self):
         """Return True if the queue is full (racy, as in queue.Queue)."""
-        return self.bound != PY_SSIZE_T_MAX and self._count() >= self.bound
+        cdef bint full
+        fc_mutex_lock(&self.mutex)
+        # Unbounded is PY_SSIZE_T_MAX, a count no ring reaches.
+        full = self.ring.count >= self.bound
+        fc_mutex_unlock(&self.mutex)
+        return full
 
     def put(self, item, block=True, timeout=None):
         """Put an item into the queue.
@@ -731,18 +800,30 @@ cdef class Queue(_BlockingRing):
         ``block`` false, raise Full at once if there is no room.  Raises
         ChannelClosed (a queue.ShutDown) once the queue is shut down.
         """
-        cdef int64_t deadline = FOREVER
+        cdef int64_t deadline
         cdef PyObject *p = <PyObject *>item
         cdef Py_ssize_t done = 0
         cdef int st
-        if self.bound != PY_SSIZE_T_MAX:
-            if not block:
-                deadline = NO_WAIT
-            elif timeout is not None:
-                deadline = _deadline(timeout)
+        cdef bint unread = False
+        if timeout is None and (block is True or block is False):
+            # The usual call: nothing that must go unread, no bound to look at.
+            deadline = FOREVER if block is True else NO_WAIT
+        elif _bounded(self):
+            deadline = _put_deadline(block, timeout)
+        else:
+            # queue.Queue reads neither block nor timeout when unbounded;
+            # NO_WAIT cannot fail there.
+            deadline = NO_WAIT
+            unread = True
         Py_INCREF(item)
         try:
             st = self._send(&p, 1, &done, deadline)
+            if st == ST_TIMEOUT and unread:
+                # maxsize was lowered (and reached) since it was read: now
+                # block and timeout count.
+                deadline = _put_deadline(block, timeout)
+                if deadline != NO_WAIT:
+                    st = self._send(&p, 1, &done, deadline)
         finally:
             if not done:
                 Py_DECREF(item)

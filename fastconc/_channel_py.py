@@ -267,7 +267,29 @@ class Queue:
 
     @property
     def maxsize(self) -> int:
+        """The bound (<= 0: unbounded); assignable, as in queue.Queue."""
         return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value: int) -> None:
+        """Change the bound at run time; <= 0 means unbounded.
+
+        Raising it lets blocked put() calls proceed at once.  Lowering it
+        below qsize() drops nothing: put() waits until the queue drains
+        below the new bound.
+        """
+        try:
+            size = operator.index(value)
+        except TypeError:
+            raise TypeError(f"maxsize must be an int, not {type(value).__name__}") from None
+        with self._mutex:
+            # `_old` outlives the lock: the previous value's last reference must
+            # not go (and run an int subclass's __del__) while it is held.
+            _old = self._maxsize
+            self._maxsize = size
+            # Waiters re-check under the lock; queue.Queue wakes nobody here,
+            # leaving put() blocked below a raised bound until some get().
+            self._not_full.notify_all()
 
     @property
     def is_shutdown(self) -> bool:
@@ -324,19 +346,20 @@ class Queue:
         ``block`` false, raise Full at once if there is no room.  Raises
         ChannelClosed (a queue.ShutDown) once the queue is shut down.
         """
-        # A maxsize the compiled Queue cannot hold (>= sys.maxsize) is
-        # unbounded there, so it is here too (block/timeout then unread).
-        bounded = 0 < self._maxsize < sys.maxsize
-        deadline = _deadline(timeout) if bounded and block else None
         with self._mutex:
+            # maxsize is read under the lock only: its setter may change it
+            # (and wake us) at any time.  A maxsize the compiled Queue cannot
+            # hold (>= sys.maxsize) is unbounded there, so it is here too
+            # (block/timeout then unread).
+            bounded = 0 < self._maxsize < sys.maxsize
+            deadline = _deadline(timeout) if bounded and block else None
             if self._shutdown:
                 raise ChannelClosed("queue is closed")
-            if bounded:
-                while len(self._items) >= self._maxsize:
-                    if not block or not _wait(self._not_full, deadline):
-                        raise Full("queue is full")
-                    if self._shutdown:
-                        raise ChannelClosed("queue is closed")
+            while 0 < self._maxsize <= len(self._items):
+                if not block or not _wait(self._not_full, deadline):
+                    raise Full("queue is full")
+                if self._shutdown:
+                    raise ChannelClosed("queue is closed")
             self._items.append(item)
             self._unfinished += 1
             self._not_empty.notify()

@@ -530,6 +530,9 @@ class PoolExecutor(Executor):
     def _results(futures: list[PoolFuture[tuple[list[T], BaseException | None]]],
                  end_time: float | None) -> Iterator[T]:
         # Yielding from a separate generator keeps map() eager, as Executor.map is.
+        # Nothing here keeps a result once yielded (bpo-14406): the futures and
+        # each chunk's list are popped, and a chunk future forgets its result
+        # (these futures never leave map(), so nobody else reads it).
         futures.reverse()
         try:
             while futures:
@@ -539,10 +542,13 @@ class PoolExecutor(Executor):
                         values, failure = future.result()
                     else:
                         values, failure = future.result(end_time - time.monotonic())
+                    future._result = None
                 finally:
                     future.cancel()
                     del future
-                yield from values
+                values.reverse()
+                while values:
+                    yield values.pop()
                 if failure is not None:
                     try:
                         raise failure

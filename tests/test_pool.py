@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import gc
 import os
 import random
 import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from concurrent.futures.thread import BrokenThreadPool
 
 import pytest
@@ -135,6 +137,44 @@ def test_map_timeout(executor_cls):
         with pytest.raises(cf.TimeoutError):
             list(it)
         release.set()
+
+
+class Box:
+    """A fresh result object that weakrefs can watch."""
+
+
+def freed(ref: weakref.ref[Box]) -> bool:
+    # Free-threaded builds may free an object dropped on one thread only once
+    # its owner thread merges the refcount; a collection does that for all.
+    for _ in range(20):
+        if ref() is None:
+            return True
+        gc.collect()
+    return ref() is None
+
+
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_keeps_no_reference_to_yielded_results(impl, chunksize):
+    # bpo-14406 (CPython's test_free_reference): a result map() yielded dies
+    # once the consumer drops it, while the iterator and its other results live.
+    release = threading.Event()
+
+    def make(i: int) -> Box:
+        if i == chunksize:  # holds the second chunk back: map stays pending
+            release.wait(T)
+        return Box()
+
+    with impl.WorkStealingPool(2) as pool:
+        it = pool.map(make, range(3 * chunksize), chunksize=chunksize)
+        try:
+            for _ in range(min(chunksize, 2)):  # with chunksize > 1, the rest stays
+                box = next(it)
+                ref = weakref.ref(box)
+                del box
+                assert freed(ref), "map() still holds a result it yielded"
+        finally:
+            release.set()
+        assert len(list(it)) == 3 * chunksize - min(chunksize, 2)
 
 
 def test_map_reads_its_input_at_once(executor_cls):
