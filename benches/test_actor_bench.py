@@ -24,7 +24,7 @@ BACKENDS = list(_impl.implementations())
 CONTENDERS = [*BACKENDS, "pykka"]
 
 
-# The same counting actor `python -m fastconc bench` measures.
+# The same counting actor `fastconc bench` measures.
 Counter = counting_actor()
 
 

@@ -100,7 +100,7 @@ def _closed_loop(name: str) -> Callable[[], None]:
             for _ in range(n):
                 decorated()
         return run
-    # The loop `python -m fastconc bench` times; "bare" is call(fn) -> fn(),
+    # The loop `fastconc bench` times; "bare" is call(fn) -> fn(),
     # so the difference is what the breaker adds to the same call shape.
     call = {"bare": bare_call, "fastconc": CircuitBreaker().call,
             "pybreaker": pybreaker.CircuitBreaker().call}[name]

@@ -1,5 +1,6 @@
-"""``python -m fastconc bench``: every part of fastconc against its fallback
-twin and what you would use otherwise, side by side in one process.
+"""``fastconc bench`` (or ``python -m fastconc bench``): every part of
+fastconc against its fallback twin and what you would use otherwise, side by
+side in one process.
 
 Each group runs one workload for every contender: the compiled backend, the
 pure-Python fallback, and the natural baseline (queue.Queue, deque,

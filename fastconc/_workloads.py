@@ -1,4 +1,4 @@
-"""Workloads shared by ``python -m fastconc`` and the pytest-benchmark suite,
+"""Workloads shared by ``fastconc bench`` and the pytest-benchmark suite,
 so both measure exactly the same thing for every contender.
 
 A contender is anything with ``send``/``recv`` (item by item) and
