@@ -137,9 +137,9 @@ def _diagnose(error: ImportError | None) -> Fallback:
         if elsewhere is not None:
             return Fallback(
                 f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
-                f"compiled modules and shadows the compiled build in {elsewhere} (python -m "
-                f"puts the current directory first on sys.path); run the `fastconc` command, "
-                f"or run from another directory", False)
+                f"compiled modules and shadows the compiled build in {elsewhere} (it comes "
+                f"first on sys.path: python -m and python -c put the current directory "
+                f"there); run the `fastconc` command, or run from another directory", False)
         return Fallback(
             f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
             f"compiled modules, and no compiled build is installed; install it "
