@@ -9,27 +9,18 @@ from __future__ import annotations
 
 import array
 import operator
-import struct
-import sys
 import threading
 import types
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from fastconc._args import check_ring_memory, ring_alloc_error
 from fastconc._typed import check_buffer, check_typecode
 from fastconc.errors import Empty
 
 __all__ = ["RingBuffer", "SpscRingBuffer", "TypedRingBuffer"]
 
 _MISSING: Any = object()
-
-# Bytes per slot of the compiled rings (a RingBuffer cell is a sequence number
-# and a pointer, an SpscRingBuffer slot a pointer): the fallback refuses the
-# capacities they refuse (fastconc._args.check_ring_memory).
-_POINTER = struct.calcsize("P")
-_CELL_BYTES = 2 * _POINTER
 
 
 def _ring_size(capacity: Any) -> int:
@@ -41,7 +32,7 @@ def _ring_size(capacity: Any) -> int:
         raise TypeError(f"capacity must be an int, not {type(capacity).__name__}") from None
     if n < 1:
         raise ValueError(f"capacity must be >= 1, got {n!r}")
-    if n > sys.maxsize >> 4:  # PY_SSIZE_T_MAX >> 4, as in _ring_c
+    if n > (2**63 - 1) >> 4:
         raise ValueError(f"capacity too large: {n!r}")
     return max(2, 1 << (n - 1).bit_length())  # at least 2, as in _ring_c
 
@@ -123,7 +114,6 @@ class RingBuffer(_DequeRing):
         if hasattr(self, "_lock"):
             raise RuntimeError("RingBuffer is already initialised")
         self._capacity = _ring_size(capacity)
-        check_ring_memory(self._capacity, _CELL_BYTES)
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
 
@@ -182,7 +172,6 @@ class SpscRingBuffer(_DequeRing):
         if hasattr(self, "_items"):
             raise RuntimeError("SpscRingBuffer is already initialised")
         self._capacity = _ring_size(capacity)
-        check_ring_memory(self._capacity, _POINTER)
         self._items: deque[Any] = deque()
         self._producer = _Owner()
         self._consumer = _Owner()
@@ -239,11 +228,10 @@ class TypedRingBuffer:
         self._capacity = size
         self._typecode = typecode
         self._itemsize = itemsize
-        check_ring_memory(size, itemsize)
         try:
             store = bytearray(size * itemsize)
         except MemoryError:
-            raise ring_alloc_error(size) from None
+            raise MemoryError(f"cannot allocate a ring of {size} slots") from None
         self._store = memoryview(store)
         self._head = 0      # positions, not wrapped
         self._tail = 0
