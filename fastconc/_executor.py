@@ -35,7 +35,9 @@ __all__ = [
     "WorkerStats",
     "abandon_future",
     "fresh_error",
+    "help_limit",
     "report_error",
+    "settle_failed",
     "unraisable",
 ]
 
@@ -61,7 +63,7 @@ class _Core(Protocol):
                      star: bool) -> None: ...
     def run(self, index: int) -> None: ...
     def owns_current_thread(self) -> bool: ...
-    def help_until(self, future: Future[Any], timeout: float | None) -> None: ...
+    def help_until(self, future: Future[Any], timeout: float | None) -> bool: ...
     def join(self, timeout: float | None) -> bool: ...
     def close(self, error: BaseException, cancel_futures: bool,
               fail_with: BaseException | None = None) -> None: ...
@@ -118,6 +120,11 @@ class PoolFuture(Future[T]):
     _done_cv: threading.Condition | None = None
     _waiter_list: list[Any] | None = None
     _callback_list: list[Callable[[Future[Any]], object]] | None = None
+    # The core's queued task that will settle this future, until one of the
+    # two paths that may run it (a worker popping it, or a worker waiting on
+    # this future: see help_until) claims it with _claim().  Cleared then, so
+    # the task <-> future cycle never outlives the claim.
+    _task: object = None
 
     def __init__(self, core: _Core) -> None:
         # Future.__init__ is skipped on purpose (see the class docstring);
@@ -152,8 +159,45 @@ class PoolFuture(Future[T]):
         self._callback_list = value
 
     def _invoke_callbacks(self) -> None:
-        if self._callback_list is not None:
-            super()._invoke_callbacks()  # type: ignore[misc]
+        """Every callback runs, whatever an earlier one raised: an Exception
+        is logged as Future does; the first other BaseException
+        (KeyboardInterrupt, SystemExit...) is re-raised once all have run, so
+        a wake-up callback after a failing one is never skipped."""
+        callbacks = self._callback_list
+        if not callbacks:
+            return
+        escaped: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                _futures_base.LOGGER.exception("exception calling callback for %r", self)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+        if escaped is not None:
+            try:
+                raise escaped
+            finally:
+                escaped = None
+
+    def _claim(self) -> bool:
+        """The pool's atomic claim of the right to run this future's task:
+        PENDING -> RUNNING (True), CANCELLED -> CANCELLED_AND_NOTIFIED (False,
+        as set_running_or_notify_cancel), and False in any other state: the
+        task was already claimed (run as a waiter's dependency, or settled by
+        the pool's error path), so this copy of it is skipped."""
+        with self._condition:
+            self._task = None
+            state = self._state
+            if state == _PENDING:
+                self._state = _RUNNING
+                return True
+            if state == _CANCELLED:
+                self._state = _CANCELLED_AND_NOTIFIED
+                for waiter in self._waiter_list or ():
+                    waiter.add_cancelled(self)
+            return False
 
     # -- blocking -------------------------------------------------------
 
@@ -164,8 +208,13 @@ class PoolFuture(Future[T]):
             return timeout
         if timeout is not None and timeout < 0:
             timeout = 0
-        self._core.help_until(self, timeout)
-        return 0
+        if timeout is None:
+            return None if not self._core.help_until(self, None) else 0
+        end = time.monotonic() + timeout
+        if self._core.help_until(self, timeout):
+            return 0
+        # Past the help-depth limit: block here, for what is left of the timeout.
+        return max(0.0, end - time.monotonic())
 
     def _wait(self, timeout: float | None) -> None:
         """Lock held and not done: sleep until done or timeout."""
@@ -265,8 +314,47 @@ def report_error(handler: Callable[[BaseException], object] | None, exc: BaseExc
         unraisable(last, "reporting a WorkStealingPool task error")
 
 
+def help_limit() -> int:
+    """How many unrelated tasks a waiting worker may run nested on its own
+    stack (see help_until in either core): well below the recursion limit,
+    which each nesting level costs a few frames of."""
+    return min(32, sys.getrecursionlimit() // 16)
+
+
+def settle_failed(future: Future[Any], exc: BaseException) -> None:
+    """The pool's task wrapper raised exc (its own machinery failed, e.g. a
+    RecursionError or MemoryError in set_result): settle future with exc
+    unless it is already settled, without calling any method of it that may
+    have been the one that failed.  Raises only when it could not settle
+    (the caller then retries later, from a shallower stack)."""
+    if not isinstance(future, PoolFuture):
+        with future._condition:
+            if future.done():
+                return
+            if future._state == _PENDING:
+                future._state = _RUNNING
+        future.set_exception(exc)
+        return
+    with future._condition:
+        if future._state in _DONE_STATES:
+            return
+        future._task = None
+        future._exception = exc
+        future._state = _FINISHED
+        for waiter in future._waiter_list or ():
+            waiter.add_exception(future)
+        future._notify()
+    try:
+        future._invoke_callbacks()
+    except BaseException as callback_exc:  # settled: a callback's error is only reported
+        unraisable(callback_exc, "calling a done-callback of a WorkStealingPool future")
+
+
 def abandon_future(future: Future[Any], error: BaseException | None) -> None:
     """A queued task will not run: cancel its future, or fail it with error."""
+    # A PoolFuture's task may have been claimed already by a waiter that ran
+    # it as its dependency (then this queued copy has nothing to settle).
+    claim = future._claim if isinstance(future, PoolFuture) else future.set_running_or_notify_cancel
     try:
         if error is None:
             # Also tell concurrent.futures.wait()/as_completed() waiters, which
@@ -274,8 +362,8 @@ def abandon_future(future: Future[Any], error: BaseException | None) -> None:
             # stdlib pool skips this step, so wait() never sees its cancelled
             # futures finish).
             if future.cancel():
-                future.set_running_or_notify_cancel()
-        elif future.set_running_or_notify_cancel():
+                claim()
+        elif claim():
             future.set_exception(fresh_error(error))
     except BaseException as exc:
         unraisable(exc, "closing a WorkStealingPool")

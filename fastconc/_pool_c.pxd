@@ -67,6 +67,12 @@ cdef class _Worker:
     cdef fc_atomic_size executed
     cdef fc_atomic_size steals
     cdef fc_atomic_size parks
+    # Touched by the worker's own thread only: help_until frames on its stack
+    # that run unrelated tasks, and what the task wrapper's error path could
+    # not settle where it failed ((future or None, error or None, owes a
+    # _task_done) tuples; see _PoolCore._rescue).
+    cdef int depth
+    cdef list unsettled
     cdef bint initialised
 
 
@@ -96,10 +102,14 @@ cdef class _PoolCore:
 
     cdef _Worker _current(self)
     cdef int _push(self, object task) except -1
+    cdef int _push_future_task(self, object future, object call) except -1
     cdef void _wake_one(self) noexcept nogil
     cdef void _wake_all(self) noexcept nogil
     cdef PyObject *_find(self, _Worker w) except? NULL
     cdef int _run(self, _Worker w, PyObject *x) except -1
+    cdef void _rescue(self, _Worker w, object task, object exc, bint owes_done) noexcept
+    cdef void _drain(self, _Worker w) noexcept
+    cdef void _run_dependency(self, _Worker w, object task) noexcept
     cdef void _task_done(self) noexcept
     cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1
     cdef void report(self, object exc) noexcept

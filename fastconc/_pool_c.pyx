@@ -64,7 +64,14 @@ import threading
 import types
 from concurrent.futures import _base as _futures_base
 
-from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
+from fastconc._executor import (
+    PoolExecutor,
+    abandon_future,
+    fresh_error,
+    help_limit,
+    report_error,
+    settle_failed,
+)
 from fastconc.errors import Deadlock, Empty
 
 
@@ -511,8 +518,10 @@ cdef class _DequeRace:
 # slower (measured: a third of submit+result's time went to the collector).
 @cython.no_gc
 cdef class _Task:
-    """A queued unit of work; run() never raises for the task's own errors."""
+    """A queued unit of work; run() never raises for the task's own errors
+    (when it raises, the wrapper itself failed: see _PoolCore._rescue)."""
     cdef object fn
+    cdef object future                 # what a failing run() must settle, or None
 
     cdef int run(self, _PoolCore core) except -1:
         raise NotImplementedError
@@ -541,16 +550,32 @@ cdef class _Call(_Task):
 
 
 @cython.no_gc
-cdef class _FutureCall(_Task):
+cdef class _FutureTask(_Task):
+    """A task that settles a PoolFuture; its claim is the future's
+    PENDING -> RUNNING step under the future's lock (PoolFuture._claim), so of
+    this queued copy and a waiter running it as its dependency (help_until),
+    exactly one runs it."""
+
+    cdef int run(self, _PoolCore core) except -1:
+        if self.future._claim():
+            self.call()
+        return 0
+
+    cdef int call(self) except -1:
+        raise NotImplementedError
+
+    cdef void abandon(self, object error) noexcept:
+        abandon_future(self.future, error)
+
+
+@cython.no_gc
+cdef class _FutureCall(_FutureTask):
     """submit(): the result or exception goes to the future."""
-    cdef object future
     cdef tuple args
     cdef dict kwargs
 
-    cdef int run(self, _PoolCore core) except -1:
+    cdef int call(self) except -1:
         cdef object future = self.future
-        if not future.set_running_or_notify_cancel():
-            return 0
         try:
             result = self.fn(*self.args, **self.kwargs) if self.kwargs else self.fn(*self.args)
         except BaseException as exc:
@@ -559,26 +584,20 @@ cdef class _FutureCall(_Task):
             future.set_result(result)
         return 0
 
-    cdef void abandon(self, object error) noexcept:
-        abandon_future(self.future, error)
-
 
 @cython.no_gc
-cdef class _BatchCall(_Task):
+cdef class _BatchCall(_FutureTask):
     """One chunk of map(): the future gets (results, first_exception_or_None);
     the chunk stops at its first failure.  star: items are argument tuples
     (map over several iterables), else single arguments."""
-    cdef object future
     cdef list items
     cdef bint star
 
-    cdef int run(self, _PoolCore core) except -1:
+    cdef int call(self) except -1:
         cdef object future = self.future
         cdef list results = []
         cdef object fn = self.fn
         cdef object failure = None
-        if not future.set_running_or_notify_cancel():
-            return 0
         try:
             if self.star:
                 for args in self.items:
@@ -590,9 +609,6 @@ cdef class _BatchCall(_Task):
             failure = exc
         future.set_result((results, failure))
         return 0
-
-    cdef void abandon(self, object error) noexcept:
-        abandon_future(self.future, error)
 
 
 cdef inline void _bump(fc_atomic_size *counter) noexcept nogil:
@@ -611,6 +627,8 @@ cdef class _Worker:
         fc_size_init(&self.steals, 0)
         fc_size_init(&self.parks, 0)
         fc_uptr_init(&self.runner, 0)
+        self.depth = 0
+        self.unsettled = []
         self.initialised = True
 
     def __dealloc__(self):
@@ -720,7 +738,7 @@ cdef class _PoolCore:
         call.fn = fn
         call.args = args
         call.kwargs = kwargs
-        self._push(call)
+        self._push_future_task(future, call)
 
     def submit_batch(self, future, fn, list items, bint star):
         cdef _BatchCall call = _BatchCall.__new__(_BatchCall)
@@ -728,7 +746,19 @@ cdef class _PoolCore:
         call.fn = fn
         call.items = items
         call.star = star
-        self._push(call)
+        self._push_future_task(future, call)
+
+    cdef int _push_future_task(self, object future, object call) except -1:
+        # The link a waiter follows to run this task as its dependency
+        # (help_until); PoolFuture._claim clears it, so the future <-> task
+        # cycle (tasks are not GC-tracked) never outlives the claim.
+        future._task = call
+        try:
+            self._push(call)
+        except BaseException:
+            future._task = None
+            raise
+        return 0
 
     # ------------------------------------------------------------ waking
 
@@ -814,12 +844,64 @@ cdef class _PoolCore:
             else:
                 task()
         except BaseException as exc:
-            # A bare callable from execute(), or a failure inside run() itself.
-            self.report(exc)
+            # A bare callable from execute(), or the wrapper of a task failing
+            # (run() gives a task's own errors to its future or the handler).
+            self._rescue(w, task, exc, True)
+        else:
+            self._task_done()
         task = None
         _bump(&w.executed)
-        self._task_done()
         return 0
+
+    cdef void _rescue(self, _Worker w, object task, object exc, bint owes_done) noexcept:
+        """The wrapper of task raised exc: settle its future with exc (unless
+        settled already) and report exc; then, if owes_done, count the task
+        done.  What cannot be done here (settle_failed raising, e.g. a
+        RecursionError deep in a stack) goes to w.unsettled for _drain, with
+        the task still counted in pending, so join() never reports idle while
+        a future is unsettled."""
+        cdef object future = (<_Task>task).future if isinstance(task, _Task) else None
+        try:
+            if future is not None:
+                settle_failed(future, exc)
+        except BaseException:
+            # A C-level list append: no Python frame, no recursion check.
+            w.unsettled.append((future, exc, owes_done))
+            return
+        self.report(exc)
+        if owes_done:
+            self._task_done()
+
+    cdef void _drain(self, _Worker w) noexcept:
+        """Finish what _rescue could not; what still fails stays queued for
+        the next try (never raises into a task that helps)."""
+        cdef list unsettled = w.unsettled
+        cdef tuple entry
+        try:
+            while unsettled:
+                entry = <tuple>unsettled[0]
+                if entry[0] is not None:
+                    settle_failed(entry[0], entry[1])
+                del unsettled[0]
+                self.report(entry[1])
+                if entry[2]:
+                    self._task_done()
+        except BaseException:
+            return
+
+    cdef void _run_dependency(self, _Worker w, object task) noexcept:
+        """Run the awaited future's queued task inline, if nobody claimed it
+        yet.  Its queued copy stays where it is (and keeps its own count in
+        pending); it is skipped when popped.  This run counts in pending too,
+        so join() cannot see idle while it is under way."""
+        # seq_cst: as in _push (counted before the run; _task_done pairs).
+        fc_i64_fetch_add_seq_cst(&self.pending, 1)
+        try:
+            (<_Task>task).run(self)
+        except BaseException as exc:
+            self._rescue(w, task, exc, True)
+        else:
+            self._task_done()
 
     cdef void _task_done(self) noexcept:
         # seq_cst: the decrement and the read of join_waiters form a Dekker
@@ -896,6 +978,8 @@ cdef class _PoolCore:
         fc_current_worker = <void *>w
         try:
             while True:
+                if w.unsettled:
+                    self._drain(w)
                 x = self._find(w)
                 if x == NULL:
                     st = self._park(w, FOREVER, None, &x)
@@ -912,8 +996,15 @@ cdef class _PoolCore:
         return self._current() is not None
 
     def help_until(self, future, timeout):
-        """Called by a worker waiting on `future`: run other tasks until it
-        is done or `timeout` (seconds, None = no limit) has passed."""
+        """Called by a worker waiting on `future`: help until it is done or
+        `timeout` (seconds, None = no limit) has passed (True), or return
+        False at once when the caller must block instead (this thread is
+        already help_limit() levels deep).
+
+        First, if the future's own task is still queued, claim it and run it
+        right here (the dependency: this nests only as deep as the program's
+        own recursion).  Then run other queued tasks, nested, but only below
+        help_limit() levels of such helping on this thread."""
         cdef _Worker w = self._current()
         cdef int64_t deadline = _deadline(timeout)
         cdef PyObject *x
@@ -921,10 +1012,21 @@ cdef class _PoolCore:
         cdef int st
         if w is None:
             raise RuntimeError("help_until() is for the pool's own workers")
+        if w.unsettled:
+            self._drain(w)
+        task = getattr(future, "_task", None)
+        if isinstance(task, _FutureTask) and (<_Task>task).future is future:
+            self._run_dependency(w, task)
+            if future._state in _DONE_STATES:
+                return True
+        task = None
+        if w.depth >= help_limit():
+            return False
+        w.depth += 1
         try:
             while future._state not in _DONE_STATES:
                 if deadline != FOREVER and fc_monotonic_ns() >= deadline:
-                    return
+                    return True
                 x = self._find(w)
                 if x == NULL:
                     if not watching:
@@ -936,15 +1038,17 @@ cdef class _PoolCore:
                             future.add_done_callback(self._future_done)
                     st = self._park(w, deadline, future, &x)
                     if st == PARK_TIMEOUT:
-                        return
+                        return True
                     if st != PARK_FOUND:
                         continue
                 self._run(w, x)
         finally:
+            w.depth -= 1
             if watching:
                 # Leaving may have swallowed a wake-up meant for a new task
                 # (both bump the epoch): pass one on.
                 self._wake_one()
+        return True
 
     # ------------------------------------------------------------ errors
 

@@ -18,7 +18,14 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from fastconc._channel_py import _deadline, _wait
-from fastconc._executor import PoolExecutor, abandon_future, fresh_error, report_error
+from fastconc._executor import (
+    PoolExecutor,
+    abandon_future,
+    fresh_error,
+    help_limit,
+    report_error,
+    settle_failed,
+)
 from fastconc._ring_py import _Owner
 from fastconc.errors import Deadlock, Empty
 
@@ -90,6 +97,7 @@ class WorkStealingDeque(Generic[T]):
 
 class _Task:
     __slots__ = ("fn",)
+    future: Future[Any] | None = None  # the future a failure of run() must settle
 
     def run(self, core: _PoolCore) -> None:
         raise NotImplementedError
@@ -118,6 +126,16 @@ class _FutureTask(_Task):
     __slots__ = ("future",)
     future: Future[Any]
 
+    def run(self, core: _PoolCore) -> None:
+        # The claim is the future's PENDING -> RUNNING step, under its lock:
+        # of this queued copy and a waiter running the task as its
+        # dependency (help_until), exactly one runs it.
+        if self.future._claim():  # type: ignore[attr-defined]
+            self.call()
+
+    def call(self) -> None:
+        raise NotImplementedError
+
     def abandon(self, error: BaseException | None) -> None:
         abandon_future(self.future, error)
 
@@ -132,10 +150,8 @@ class _FutureCall(_FutureTask):
         self.args = args
         self.kwargs = kwargs
 
-    def run(self, core: _PoolCore) -> None:
+    def call(self) -> None:
         future = self.future
-        if not future.set_running_or_notify_cancel():
-            return
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -154,10 +170,8 @@ class _BatchCall(_FutureTask):
         self.items = items
         self.star = star
 
-    def run(self, core: _PoolCore) -> None:
+    def call(self) -> None:
         future = self.future
-        if not future.set_running_or_notify_cancel():
-            return
         fn = self.fn
         results: list[object] = []
         failure: BaseException | None = None
@@ -174,7 +188,7 @@ class _BatchCall(_FutureTask):
 
 
 class _Worker:
-    __slots__ = ("deque", "executed", "index", "parks", "rng", "steals")
+    __slots__ = ("deque", "depth", "executed", "index", "parks", "rng", "steals", "unsettled")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -186,6 +200,12 @@ class _Worker:
         self.executed = 0
         self.steals = 0
         self.parks = 0
+        # help_until frames on this thread's stack that run unrelated tasks.
+        self.depth = 0
+        # (future or None, error, owes a _task_done) the task wrapper's error
+        # path could not settle where it failed (e.g. a RecursionError too
+        # deep in the stack): settled by _drain from a shallower frame.
+        self.unsettled: list[tuple[Future[Any] | None, BaseException | None, bool]] = []
 
 
 class _PoolCore:
@@ -257,11 +277,21 @@ class _PoolCore:
                kwargs: dict[str, Any]) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-        self._push(_FutureCall(future, fn, args, kwargs))
+        self._push_future_task(future, _FutureCall(future, fn, args, kwargs))
 
     def submit_batch(self, future: Future[Any], fn: Callable[..., object], items: list[Any],
                      star: bool) -> None:
-        self._push(_BatchCall(future, fn, items, star))
+        self._push_future_task(future, _BatchCall(future, fn, items, star))
+
+    def _push_future_task(self, future: Future[Any], task: _FutureTask) -> None:
+        # The link a waiter follows to run this task as its dependency
+        # (help_until); PoolFuture._claim clears it.
+        future._task = task  # type: ignore[attr-defined]
+        try:
+            self._push(task)
+        except BaseException:
+            future._task = None  # type: ignore[attr-defined]
+            raise
 
     def _future_done(self, future: Future[Any]) -> None:
         with self._lock:
@@ -318,10 +348,48 @@ class _PoolCore:
             else:
                 task()  # type: ignore[operator]
         except BaseException as exc:
-            self.report(exc)
+            # The task's own errors never get here (run() gives them to its
+            # future or the error handler): this is the wrapper failing.
+            self._rescue(worker, task, exc, True)
+        else:
+            try:
+                self._task_done()
+            except BaseException:
+                worker.unsettled.append((None, None, True))
         del task
         worker.executed += 1
-        self._task_done()
+
+    def _rescue(self, worker: _Worker, task: object, exc: BaseException,
+                owes_done: bool) -> None:
+        """The wrapper of task raised exc: settle its future with exc (unless
+        settled already) and report exc; then, if owes_done, count the task
+        done.  What cannot be done here is queued for _drain, so join()
+        never reports idle while a future is unsettled."""
+        future = task.future if isinstance(task, _Task) else None
+        try:
+            if future is not None:
+                settle_failed(future, exc)
+            self.report(exc)
+            if owes_done:
+                self._task_done()
+        except BaseException:
+            worker.unsettled.append((future, exc, owes_done))
+
+    def _drain(self, worker: _Worker) -> None:
+        """Finish what _rescue could not (see there); what still fails stays
+        queued for the next try (never raises into a task that helps)."""
+        unsettled = worker.unsettled
+        try:
+            while unsettled:
+                future, exc, owes_done = unsettled[0]
+                if future is not None and exc is not None:
+                    settle_failed(future, exc)
+                    self.report(exc)
+                if owes_done:
+                    self._task_done()
+                del unsettled[0]
+        except BaseException:
+            return
 
     def _task_done(self) -> None:
         with self._idle:
@@ -368,6 +436,8 @@ class _PoolCore:
         self._local.worker = worker
         try:
             while True:
+                if worker.unsettled:
+                    self._drain(worker)
                 task = self._find(worker)
                 if task is None:
                     state, task = self._park(worker, None, None)
@@ -382,16 +452,34 @@ class _PoolCore:
     def owns_current_thread(self) -> bool:
         return self._current() is not None
 
-    def help_until(self, future: Future[Any], timeout: float | None) -> None:
+    def help_until(self, future: Future[Any], timeout: float | None) -> bool:
+        """A worker waits on future: help until it is done or the timeout
+        passed (True), or return False at once when the caller must block
+        instead (this thread is already help_limit() levels deep).
+
+        First, if future's own task is still queued, claim it and run it
+        right here (the dependency: this nests only as deep as the program's
+        own recursion).  Then run other queued tasks, nested, but only below
+        help_limit() levels of such helping."""
         worker = self._current()
         if worker is None:
             raise RuntimeError("help_until() is for the pool's own workers")
         deadline = _deadline(timeout)
+        if worker.unsettled:
+            self._drain(worker)
+        task = getattr(future, "_task", None)
+        if isinstance(task, _FutureTask) and task.future is future:
+            self._run_dependency(worker, task)
+            if future.done():
+                return True
+        if worker.depth >= help_limit():
+            return False
         watching = False
+        worker.depth += 1
         try:
             while not future.done():
                 if deadline is not None and time.monotonic() >= deadline:
-                    return
+                    return True
                 task = self._find(worker)
                 if task is None:
                     if not watching:
@@ -403,15 +491,31 @@ class _PoolCore:
                             future.add_done_callback(self._future_done)
                     state, task = self._park(worker, deadline, future)
                     if state == "timeout":
-                        return
+                        return True
                     if state != "found":
                         continue
                 self._run(worker, task)
         finally:
+            worker.depth -= 1
             if watching and self._sleepers:
                 # Leaving may have swallowed a notify() meant for a new task.
                 with self._lock:
                     self._wakeup.notify()
+        return True
+
+    def _run_dependency(self, worker: _Worker, task: _FutureTask) -> None:
+        """Run the awaited future's queued task inline, if nobody claimed it
+        yet.  Its queued copy stays where it is (and keeps its place in
+        pending); it is skipped when popped.  This run counts in pending of
+        its own, so join() cannot see idle while it is under way."""
+        with self._idle:
+            self._pending += 1
+        try:
+            task.run(self)
+        except BaseException as exc:
+            self._rescue(worker, task, exc, True)
+        else:
+            self._task_done()
 
     def report(self, exc: BaseException) -> None:
         report_error(self.error_handler, exc)
