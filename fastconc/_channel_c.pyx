@@ -35,6 +35,7 @@ import operator
 import sys
 import types
 
+from fastconc._args import timeout_overflow
 from fastconc.errors import ChannelClosed, Empty, Full, Timeout
 
 
@@ -76,6 +77,9 @@ cdef int64_t _deadline(object timeout) except -2:
     except TypeError:
         raise TypeError(
             f"timeout must be a number or None, not {type(timeout).__name__}") from None
+    except OverflowError:
+        # 10**400: name the argument, with the fallback's wording.
+        raise timeout_overflow(timeout) from None
     if t != t:
         raise ValueError("timeout must not be NaN")
     if t < 0:

@@ -62,6 +62,7 @@ import types
 
 import sys
 
+from fastconc._args import check_ring_memory, ring_alloc_error
 from fastconc._typed import check_typecode
 from fastconc.errors import Empty
 
@@ -134,9 +135,12 @@ cdef class RingBuffer:
     def __cinit__(self, capacity, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
         cdef size_t i
+        # The same limit as the fallback's (it grows on demand): refuse what
+        # this machine could never hold, before malloc and the writes below.
+        check_ring_memory(size, sizeof(Cell))
         self.cells = <Cell *>malloc(size * sizeof(Cell))
         if self.cells == NULL:
-            raise MemoryError(f"cannot allocate a ring of {size} slots")
+            raise ring_alloc_error(size)
         for i in range(size):
             fc_size_init(&self.cells[i].seq, i)
             self.cells[i].item = NULL
@@ -374,9 +378,10 @@ cdef class SpscRingBuffer:
 
     def __cinit__(self, capacity, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
+        check_ring_memory(size, sizeof(PyObject *))
         self.slots = <PyObject **>malloc(size * sizeof(PyObject *))
         if self.slots == NULL:
-            raise MemoryError(f"cannot allocate a ring of {size} slots")
+            raise ring_alloc_error(size)
         self.mask = size - 1
         _side_init(&self.prod)
         _side_init(&self.cons)
@@ -608,9 +613,10 @@ cdef class TypedRingBuffer:
     def __cinit__(self, capacity, typecode, *args, **kwargs):
         cdef size_t size = _ring_size(capacity)
         kind, itemsize = check_typecode(typecode)
+        check_ring_memory(size, itemsize)
         self.core.data = <char *>malloc(size * <size_t>itemsize)
         if self.core.data == NULL:
-            raise MemoryError(f"cannot allocate a ring of {size} slots")
+            raise ring_alloc_error(size)
         self.core.mask = size - 1
         self.core.itemsize = itemsize
         self.kind = ord(kind)

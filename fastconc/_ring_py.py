@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import array
 import operator
+import struct
+import sys
 import threading
 import types
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from fastconc._args import check_ring_memory, ring_alloc_error
 from fastconc._typed import check_buffer, check_typecode
 from fastconc.errors import Empty
 
 __all__ = ["RingBuffer", "SpscRingBuffer", "TypedRingBuffer"]
 
 _MISSING: Any = object()
+
+# Bytes per slot of the compiled rings (a RingBuffer cell is a sequence number
+# and a pointer, an SpscRingBuffer slot a pointer): the fallback refuses the
+# capacities they refuse (fastconc._args.check_ring_memory).
+_POINTER = struct.calcsize("P")
+_CELL_BYTES = 2 * _POINTER
 
 
 def _ring_size(capacity: Any) -> int:
@@ -32,7 +41,7 @@ def _ring_size(capacity: Any) -> int:
         raise TypeError(f"capacity must be an int, not {type(capacity).__name__}") from None
     if n < 1:
         raise ValueError(f"capacity must be >= 1, got {n!r}")
-    if n > (2**63 - 1) >> 4:
+    if n > sys.maxsize >> 4:  # PY_SSIZE_T_MAX >> 4, as in _ring_c
         raise ValueError(f"capacity too large: {n!r}")
     return max(2, 1 << (n - 1).bit_length())  # at least 2, as in _ring_c
 
@@ -114,6 +123,7 @@ class RingBuffer(_DequeRing):
         if hasattr(self, "_lock"):
             raise RuntimeError("RingBuffer is already initialised")
         self._capacity = _ring_size(capacity)
+        check_ring_memory(self._capacity, _CELL_BYTES)
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
 
@@ -172,6 +182,7 @@ class SpscRingBuffer(_DequeRing):
         if hasattr(self, "_items"):
             raise RuntimeError("SpscRingBuffer is already initialised")
         self._capacity = _ring_size(capacity)
+        check_ring_memory(self._capacity, _POINTER)
         self._items: deque[Any] = deque()
         self._producer = _Owner()
         self._consumer = _Owner()
@@ -228,10 +239,11 @@ class TypedRingBuffer:
         self._capacity = size
         self._typecode = typecode
         self._itemsize = itemsize
+        check_ring_memory(size, itemsize)
         try:
             store = bytearray(size * itemsize)
         except MemoryError:
-            raise MemoryError(f"cannot allocate a ring of {size} slots") from None
+            raise ring_alloc_error(size) from None
         self._store = memoryview(store)
         self._head = 0      # positions, not wrapped
         self._tail = 0
