@@ -28,7 +28,15 @@ from typing import Any
 from fastconc import Channel, WorkStealingPool
 from fastconc._args import int_arg, seconds_arg
 from fastconc._report import report_uncaught as _report
-from fastconc.errors import ActorStopped, ChannelClosed, Deadlock, Empty, Full, Timeout
+from fastconc.errors import (
+    ActorStopped,
+    ChannelClosed,
+    Deadlock,
+    Empty,
+    Full,
+    PoolClosed,
+    Timeout,
+)
 
 __all__ = ["Actor", "ActorRef", "ActorSystem", "Context", "Terminated"]
 
@@ -130,8 +138,7 @@ class Context:
         cell = self._cell
         if cell in _current.stack:
             # From its own handler: the turn stops it once the handler
-            # returns.  Queueing a stop message could block forever on the
-            # actor's own full mailbox, which only this thread drains.
+            # returns (what is still queued goes to the dead letters).
             cell.stop_requested = True
         else:
             cell.request_stop()
@@ -166,21 +173,30 @@ class ActorRef:
         return self._cell.post(msg, None, block=False)
 
     def ask_async(self, msg: Any) -> Future[Any]:
-        """Send msg; the Future gets the handler's return value or exception."""
+        """Send msg; the Future gets the handler's return value or exception.
+        Waits while the mailbox is full, as ``tell`` does by default."""
+        return self._ask_async(msg, None)
+
+    def _ask_async(self, msg: Any, timeout: float | None) -> Future[Any]:
+        """ask_async, with a bound on the wait for room in a full mailbox
+        (Timeout: nothing was queued)."""
         future: Future[Any] = self._cell.system._pool.create_future()
-        if not self._cell.post(msg, future, block=True):
+        if not self._cell.post(msg, future, block=True, timeout=timeout):
             future.set_exception(ActorStopped(f"actor {self.name!r} has stopped"))
         return future
 
     def ask(self, msg: Any, timeout: float | None = None) -> Any:
         """Send msg and wait for the reply; re-raises the handler's exception.
         Raises Timeout, ActorStopped, or Deadlock when called from a handler
-        whose actor this ask would (transitively) wait on.
+        whose actor this ask would (transitively) wait on.  ``timeout``
+        bounds the whole call: the wait for room in a full mailbox as well as
+        the wait for the reply.
 
         Asked without a timeout from a thread outside the pool, an idle actor
         with an empty mailbox answers on the asking thread (one handler at a
         time and sender order still hold): that saves the two thread
         hand-offs a round trip through a worker costs."""
+        timeout = _timeout_arg(timeout)
         stack = _current.stack
         asker = stack[-1] if stack else None
         if asker is not None:
@@ -190,14 +206,20 @@ class ActorRef:
             _check_and_add_edge(asker, self._cell)
         elif not self._cell.system._pool.is_worker_thread():
             return self._ask_from_outside(msg, timeout)
+        deadline = _deadline(timeout)
         try:
-            future = self.ask_async(msg)
+            future = self._ask_async(msg, timeout)
+        except Timeout:
+            if asker is not None:
+                _remove_edge(asker, self._cell)
+            raise Timeout(f"no reply from {self.name!r} within {timeout} s "
+                          "(its mailbox stayed full)") from None
         except BaseException:
             if asker is not None:
                 _remove_edge(asker, self._cell)
             raise
         try:
-            return future.result(timeout)
+            return future.result(_left(deadline))
         except _futures.TimeoutError:
             future.cancel()
             raise Timeout(f"no reply from {self.name!r} within {timeout} s") from None
@@ -222,11 +244,17 @@ class ActorRef:
                 return cell.handle_inline(msg)
             finally:
                 cell.end_inline()
+        deadline = _deadline(timeout)
         slot = _ReplySlot(cell.system._channel_type(1))
-        if not cell.post(msg, slot, block=True):
+        try:
+            posted = cell.post(msg, slot, block=True, timeout=timeout)
+        except Timeout:
+            raise Timeout(f"no reply from {self.name!r} within {timeout} s "
+                          "(its mailbox stayed full)") from None
+        if not posted:
             raise ActorStopped(f"actor {self.name!r} has stopped")
         try:
-            ok, value = slot.channel.recv(timeout)
+            ok, value = slot.channel.recv(_left(deadline))
         except Timeout:
             slot.channel.close()  # the handler, if it still runs, answers no one
             raise Timeout(f"no reply from {self.name!r} within {timeout} s") from None
@@ -238,7 +266,12 @@ class ActorRef:
             value = None
 
     def stop(self) -> None:
-        """Stop the actor once the messages already in its mailbox are handled."""
+        """Stop the actor once the messages already in its mailbox are
+        handled.  Never blocks, not even on a full mailbox (the request needs
+        no mailbox slot), and returns before the actor has stopped: watch it
+        (``Terminated``) to know when.  Tells sent after it go to the dead
+        letters and asks raise ActorStopped, and so do senders still waiting
+        for room in a full mailbox."""
         self._cell.request_stop()
 
     def __repr__(self) -> str:
@@ -262,6 +295,23 @@ class _Current(threading.local):
 
 
 _current = _Current()
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _timeout_arg(timeout: object) -> float | None:
+    """A ``timeout`` argument checked: None (or inf) waits forever."""
+    if timeout is None:
+        return None
+    seconds = seconds_arg(timeout, "timeout", zero_ok=True)
+    return None if seconds == float("inf") else seconds
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until deadline (None: no deadline), never negative."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _add_edge(waiter: _Cell, on: _Cell) -> None:
@@ -377,7 +427,8 @@ class _StopMarker:
 
 
 _CONTROL = frozenset({_Envelope, _StopMarker, _Timeout, _ChildFailed})
-# Queued by request_stop(): the actor stops after what came before it.
+# Queued by request_stop() when the mailbox has room: the actor stops after
+# what came before it.
 _STOP = _StopMarker()
 
 
@@ -424,7 +475,9 @@ class _Cell:
         self.lock = threading.Lock()
         self.scheduled = False
         self.stopped = False
-        self.stop_requested = False  # by context.stop() in a handler: stop after it
+        # Stop after the current handler, dropping what is queued: set by
+        # context.stop() in a handler, and by a shutdown whose timeout passed.
+        self.stop_requested = False
         self.suspended = False  # waiting out a restart back-off
         self.generation = 0  # messages handled; a receive timeout checks it did not move
         self.restarts: deque[float] | None = None
@@ -451,15 +504,15 @@ class _Cell:
             self.system._dead_letter(self.ref, msg)
 
     def post(self, msg: Any, reply: Future[Any] | _ReplySlot | None, block: bool,
-             dead_letter: bool = True) -> bool:
-        """Queue msg (False: full without block, or stopped -> dead letter,
-        unless ``dead_letter`` is false).  A tell is queued as the bare
-        message (no wrapper to allocate); an ask as an _Envelope carrying
-        the reply future."""
+             dead_letter: bool = True, timeout: float | None = None) -> bool:
+        """Queue msg (False: full without block, or stopping -> dead letter,
+        unless ``dead_letter`` is false; Timeout: still full after
+        ``timeout``).  A tell is queued as the bare message (no wrapper to
+        allocate); an ask as an _Envelope carrying the reply future."""
         envelope = msg if reply is None and not _is_control(msg) else _Envelope(msg, reply)
         try:
             if block:
-                self.mailbox.send(envelope)
+                self.mailbox.send(envelope, timeout)
             elif not self.mailbox.try_send(envelope):
                 return False
         except ChannelClosed:
@@ -469,15 +522,18 @@ class _Cell:
         self.schedule()
         return True
 
-    def post_control(self, item: object, block: bool = True) -> None:
+    def post_control(self, item: object, block: bool = True) -> bool:
+        """Queue a control item; False when it was not (full without block,
+        or stopping)."""
         try:
             if block:
                 self.mailbox.send(item)
             elif not self.mailbox.try_send(item):
-                return
+                return False
         except ChannelClosed:
-            return
+            return False
         self.schedule()
+        return True
 
     def schedule(self) -> None:
         with self.lock:
@@ -486,7 +542,18 @@ class _Cell:
             if self.scheduled or self.suspended or self.stopped:
                 return
             self.scheduled = True
-        self.system._pool.execute(self.turn)
+        self._execute_turn()
+
+    def _execute_turn(self) -> None:
+        """Hand a turn to the pool (``scheduled`` already set)."""
+        try:
+            self.system._pool.execute(self.turn)
+        except PoolClosed:
+            # A shutdown gave up waiting and shut the pool down: no turn will
+            # ever run again, so nothing else can be handled.
+            self._stop_now()
+            with self.lock:
+                self.scheduled = False
 
     # -- running --------------------------------------------------------
 
@@ -511,9 +578,18 @@ class _Cell:
         try:
             recv = self.mailbox.try_recv
             while handled < THROUGHPUT and not self.suspended:
+                if self.stop_requested:
+                    self._stop_now()
+                    break
                 try:
                     item = recv()
-                except (Empty, ChannelClosed):
+                except Empty:
+                    break
+                except ChannelClosed:
+                    # Closed by request_stop() on a full mailbox (or
+                    # stopped) and drained: every message it had accepted
+                    # was handled.
+                    self._stop_now()
                     break
                 handled += 1
                 kind = type(item)
@@ -541,25 +617,37 @@ class _Cell:
                         self._guarded(self.actor.handle_timeout)
                 elif kind is _ChildFailed:
                     self._failed(item.exc)
-                if self.stop_requested:
-                    self._stop_now()
+            if self.stop_requested:
+                self._stop_now()
         finally:
             stack.pop()
             if outer is not None:
                 _remove_edge(outer, self)
         if handled and not self.stopped:
             self._arm_timeout()
+        self._end_turn()
+
+    def _end_turn(self) -> None:
+        """After a turn: idle again, or another turn for what came meanwhile
+        (or for a stop() that closed the mailbox after this turn looked: that
+        turn finds it closed and drained and stops the actor)."""
+        if self.stop_requested and not self.stopped:
+            self._stop_now()
         with self.lock:
-            if self.suspended or len(self.mailbox) == 0:
+            if self.stopped or self.suspended or (
+                    len(self.mailbox) == 0 and not self.mailbox.closed):
+                # A tell or stop() from now on finds the actor idle and
+                # schedules a turn itself.
                 self.scheduled = False
                 return
-        self.system._pool.execute(self.turn)
+        self._execute_turn()
 
     def try_run_inline(self) -> bool:
         """Take the actor's turn for the calling thread if it is idle and its
         mailbox empty (then no other thread can run it until end_inline)."""
         with self.lock:
-            if self.scheduled or self.suspended or self.stopped or len(self.mailbox):
+            if (self.scheduled or self.suspended or self.stopped or self.mailbox.closed
+                    or len(self.mailbox)):
                 return False
             self.scheduled = True
             return True
@@ -579,11 +667,7 @@ class _Cell:
             self._stop_now()
         if not self.stopped:
             self._arm_timeout()
-        with self.lock:
-            if self.suspended or len(self.mailbox) == 0:
-                self.scheduled = False
-                return
-        self.system._pool.execute(self.turn)  # tells that came meanwhile
+        self._end_turn()
 
     def _handle(self, envelope: _Envelope) -> None:
         actor = self.actor
@@ -631,10 +715,9 @@ class _Cell:
         if strategy == "resume":
             return
         if strategy == "escalate":
-            if self.parent is not None and not self.parent.stopped:
-                self.parent.post_control(_ChildFailed(self, exc))
-            else:
-                _report(exc)
+            if (self.parent is None or self.parent.stopped
+                    or not self.parent.post_control(_ChildFailed(self, exc))):
+                _report(exc)  # no parent left to handle it
             self._stop_now()
             return
         if strategy == "restart":
@@ -644,6 +727,8 @@ class _Cell:
                 self.actor = None
                 if delay <= 0:
                     self._restart()
+                elif self.stop_requested:
+                    self._stop_now()  # stopping anyway: no back-off to wait out
                 else:
                     with self.lock:
                         self.suspended = True
@@ -685,6 +770,9 @@ class _Cell:
     def _resume_after_backoff(self, _: object) -> None:
         if self.stopped:
             return
+        if self.stop_requested:  # a shutdown gave up waiting meanwhile
+            self._stop_now()
+            return
         if not self._restart():
             return
         with self.lock:
@@ -701,8 +789,32 @@ class _Cell:
     # -- stopping -------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Stop after the messages already queued."""
-        self.post_control(_STOP)
+        """Stop after the messages already queued; never blocks.
+
+        With room in the mailbox, a stop marker is queued behind them.  A
+        full mailbox has no slot for one, and waiting for a slot lasts as
+        long as the handler running (forever, for one that never returns):
+        closing the mailbox is the request then.  It takes nothing more
+        (later senders, and those waiting for room, get the dead letters or
+        ActorStopped); the turn handles what it holds, finds it closed and
+        drained, and stops the actor.  Either way the actor gets a turn, in
+        case it is idle."""
+        try:
+            if not self.mailbox.try_send(_STOP):
+                self.mailbox.close()
+        except ChannelClosed:
+            pass  # stopping already
+        self.schedule()
+
+    def give_up(self) -> None:
+        """A shutdown's timeout passed: stop as soon as the current handler
+        returns, what is still queued going to the dead letters (as
+        context.stop() does).  A turn already queued or running sees the
+        flag; an actor waiting out a restart back-off stops on the timer
+        thread now rather than when the back-off ends."""
+        self.stop_requested = True
+        if self.suspended:
+            self.system._timers.call_later(0.0, self._resume_after_backoff, None)
 
     def _stop_now(self) -> None:
         with self.lock:
@@ -794,13 +906,15 @@ class _Timers:
             except BaseException as exc:  # a timer callback must not kill the timer
                 _report(exc)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Run nothing more; wait up to ``timeout`` seconds for a callback
+        that is running (a restart runs the actor's factory) to return."""
         with self._cond:
             self._closed = True
             self._heap.clear()
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout)
 
 
 class ActorSystem:
@@ -900,22 +1014,36 @@ class ActorSystem:
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop every actor once the messages already accepted are handled;
-        True when all stopped within the timeout."""
+        True when all stopped within the timeout.
+
+        ``timeout`` bounds the whole call.  When it passes, shutdown returns
+        False and stops waiting, and every actor still running stops as soon
+        as its current handler returns (what is still queued then goes to
+        the dead letters, as with ``context.stop()``)."""
+        timeout = _timeout_arg(timeout)
+        deadline = _deadline(timeout)
         with self._lock:
             self._closed = True
             cells = list(self._actors.values())
         for cell in cells:
-            cell.request_stop()
-        deadline = None if timeout is None else time.monotonic() + timeout
+            cell.request_stop()  # never blocks: takes no mailbox slot
         idle = self._pool.join(timeout)
         if idle:
             # An idle pool is not enough: a tell may have marked an actor
             # scheduled and not yet handed its turn to the pool (or an actor
             # waits out a restart back-off).  Wait until every actor stopped.
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             with self._lock:
-                idle = self._all_stopped.wait_for(lambda: not self._actors, left)
-        self._timers.close()
+                idle = self._all_stopped.wait_for(lambda: not self._actors, _left(deadline))
+        if idle:
+            self._timers.close(_left(deadline))
+        else:
+            # Given up: stop at the next chance instead.  The timers stay on
+            # for actors waiting out a back-off; the last actor to stop
+            # closes them (see _unregister).
+            with self._lock:
+                cells = list(self._actors.values())
+            for cell in cells:
+                cell.give_up()
         self._pool.shutdown(wait=idle)
         return idle
 
@@ -934,3 +1062,6 @@ class ActorSystem:
                 del self._actors[cell.name]
                 if not self._actors:
                     self._all_stopped.notify_all()
+            last = self._closed and not self._actors
+        if last:
+            self._timers.close(0.0)  # shut down and nothing left to time

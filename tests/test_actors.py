@@ -405,3 +405,147 @@ def test_children_stop_with_their_parent(system):
     wait_stopped(system, kid)  # stopped by its parent's stop, asynchronously
     with pytest.raises(ActorStopped):
         kid.ask("get", timeout=T)
+
+
+# ------------------------------------------------- timeouts bound the whole call (issue 18)
+
+BOUND = 5.0  # "not blocked": generous, 10x the small timeouts below
+SMALL = 0.5
+
+
+def call_bounded(fn, bound: float = BOUND):  # noqa: ANN001, ANN201
+    """Run fn on a thread; fail unless it returns or raises within ``bound``
+    seconds.  Returns ("ok", value) or ("raised", exc)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", fn()))
+        except BaseException as exc:  # handed to the test
+            out.append(("raised", exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(bound)
+    assert not t.is_alive(), f"{fn} still blocked after {bound} s"
+    return out[0]
+
+
+class BusyActor:
+    """An actor (mailbox_size=1) whose handler of "first" is blocked on an
+    Event: one message being handled, and after ``fill()`` one waiting."""
+
+    def __init__(self, system: ActorSystem, **spawn_options) -> None:  # noqa: ANN003
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.finished = threading.Event()  # the blocked handler returned
+        self.stopped = threading.Event()  # on_stop ran
+        self.handled: list = []
+        busy = self
+
+        class Busy(Actor):
+            def handle_message(self, msg):  # noqa: ANN001, ANN201
+                busy.handled.append(msg)
+                if msg == "first":
+                    busy.started.set()
+                    busy.release.wait(T)
+                    busy.finished.set()
+                return msg
+
+            def on_stop(self) -> None:
+                busy.stopped.set()
+
+        self.ref = system.spawn(Busy, mailbox_size=1, **spawn_options)
+
+    def fill(self) -> None:
+        self.ref.tell("first")
+        assert self.started.wait(T)
+        self.ref.tell("waiting")  # the mailbox (1 slot) is now full
+
+
+def test_actor_shutdown_timeout_returns_with_a_busy_actor_and_a_full_mailbox(impl):
+    """Issue 18: shutdown(timeout) returns False once the timeout passes (the
+    stop request takes no mailbox slot), and the actor stops as soon as its
+    handler returns; what was still queued goes to the dead letters."""
+    system = ActorSystem(2, backend=impl)
+    busy = BusyActor(system)
+    try:
+        busy.fill()
+        assert call_bounded(lambda: system.shutdown(timeout=SMALL)) == ("ok", False)
+        assert not busy.finished.is_set()  # returned while the handler was blocked
+        assert busy.ref.is_alive
+    finally:
+        busy.release.set()
+    assert busy.stopped.wait(T)
+    assert system.shutdown(T)  # returns once the actor's stop is complete
+    assert not busy.ref.is_alive
+    assert busy.handled == ["first"]
+    assert [m for r, m in system.dead_letters if r is busy.ref] == ["waiting"]
+
+
+def test_actor_shutdown_timeout_none_still_handles_a_full_mailbox(impl):
+    """Without a timeout, shutdown still handles every message accepted."""
+    system = ActorSystem(2, backend=impl)
+    busy = BusyActor(system)
+    busy.fill()
+    result = []
+    t = threading.Thread(target=lambda: result.append(system.shutdown()), daemon=True)
+    t.start()
+    busy.release.set()
+    t.join(T)
+    assert result == [True]
+    assert busy.handled == ["first", "waiting"]
+
+
+def test_actor_stop_never_blocks_on_a_full_mailbox(impl):
+    """ActorRef.stop() returns at once on a full mailbox; the messages
+    accepted before it are still handled, later ones are refused, and a
+    sender waiting for room is released to the dead letters."""
+    system = ActorSystem(2, backend=impl)
+    busy = BusyActor(system)
+    try:
+        busy.fill()
+        blocked_tell = threading.Thread(target=busy.ref.tell, args=("blocked",), daemon=True)
+        blocked_tell.start()  # waits for room, or finds the mailbox closed
+        assert call_bounded(busy.ref.stop) == ("ok", None)
+        assert not busy.finished.is_set()
+        blocked_tell.join(BOUND)
+        assert not blocked_tell.is_alive(), "stop() did not release a blocked tell"
+        assert not busy.finished.is_set()
+        busy.ref.tell("late")
+        with pytest.raises(ActorStopped):
+            busy.ref.ask("late ask", timeout=T)
+    finally:
+        busy.release.set()
+    assert busy.stopped.wait(T)
+    assert system.shutdown(T)
+    assert busy.handled == ["first", "waiting"]
+    letters = [m for r, m in system.dead_letters if r is busy.ref]
+    assert sorted(letters) == ["blocked", "late"]
+
+
+def test_actor_ask_timeout_bounds_the_wait_for_mailbox_room(impl):
+    """ask(timeout) on a full mailbox raises Timeout once the timeout passes,
+    from outside the pool and from another actor's handler."""
+    system = ActorSystem(2, backend=impl)
+    busy = BusyActor(system)
+
+    class Asker(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            try:
+                return busy.ref.ask(msg, timeout=SMALL)
+            except Timeout:
+                return "timed out"
+
+    asker = system.spawn(Asker)
+    try:
+        busy.fill()
+        kind, exc = call_bounded(lambda: busy.ref.ask("outside", timeout=SMALL))
+        assert kind == "raised" and isinstance(exc, Timeout), exc
+        assert call_bounded(lambda: asker.ask("inside", timeout=T)) == ("ok", "timed out")
+        assert not busy.finished.is_set()
+    finally:
+        busy.release.set()
+    assert busy.ref.ask("after", timeout=T) == "after"
+    assert busy.handled == ["first", "waiting", "after"]  # the timed-out asks queued nothing
+    assert system.shutdown(T)

@@ -923,3 +923,43 @@ def test_factory_returning_an_object_in_the_pool(impl):
     with pytest.raises(ValueError, match="already in this pool"):
         pool.get(timeout=0)
     assert pool.stats().created == 1
+
+
+def test_objpool_get_timeout_and_close_while_a_factory_is_blocked(impl, threads):
+    """Issue 18 audit: a factory blocked in another checkout holds the only
+    slot; get(timeout) still raises within its timeout and close() returns
+    at once (each before the factory returns).  The slow checkout then gets
+    PoolClosed and its object is destroyed."""
+    entered = threading.Event()
+    release = threading.Event()
+    finished = threading.Event()
+    destroyed: list[object] = []
+
+    def factory() -> object:
+        entered.set()
+        release.wait(JOIN_TIMEOUT)
+        finished.set()
+        return object()
+
+    pool = ObjectPool(factory, 1, destroy=destroyed.append, backend=impl)
+    outcome: list[BaseException] = []
+
+    def slow_get() -> None:
+        try:
+            pool.get(timeout=JOIN_TIMEOUT)
+        except PoolClosed as exc:
+            outcome.append(exc)
+
+    try:
+        threads.start(slow_get)
+        assert entered.wait(JOIN_TIMEOUT)
+        with pytest.raises(ResourceUnavailable):
+            pool.get(timeout=0.2)
+        pool.close()
+        with pytest.raises(PoolClosed):
+            pool.get(timeout=0.2)
+        assert not finished.is_set()  # every call above returned first
+    finally:
+        release.set()
+    threads.join()
+    assert len(outcome) == 1 and len(destroyed) == 1

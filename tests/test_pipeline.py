@@ -604,3 +604,38 @@ def test_bad_arguments(impl):
     p.cancel()
     assert p.join(T)
     assert "Pipeline" in repr(p) and "str" in repr(Stage(str))
+
+
+def test_pipeline_timeouts_bound_each_call_while_a_stage_is_blocked(impl):
+    """Issue 18 audit: with a stage blocked in its function, send(timeout),
+    recv(timeout) and join(timeout) return within their timeout, and
+    close()/cancel() (no timeout) return at once: each while the call is
+    still blocked."""
+    entered = threading.Event()
+    release = threading.Event()
+    finished = threading.Event()
+
+    def stuck(x: int) -> int:
+        entered.set()
+        release.wait(T)
+        finished.set()
+        return x
+
+    p = Pipeline([stuck], capacity=1, backend=impl).start()
+    try:
+        p.send(0, timeout=T)
+        assert entered.wait(T)
+        p.send(1, timeout=T)  # the first channel (1 slot) is now full
+        with pytest.raises(Timeout):
+            p.send(2, timeout=0.2)
+        with pytest.raises(Timeout):
+            p.recv(timeout=0.2)
+        assert p.join(timeout=0.2) is False
+        p.close()
+        assert p.join(timeout=0.2) is False
+        p.cancel()
+        assert not finished.is_set()  # every call above returned first
+    finally:
+        release.set()
+    assert p.join(T)
+    no_threads_left(p)
