@@ -130,7 +130,12 @@ class Context:
         return self._cell.system._spawn(factory, args, kwargs, self._cell, **options)
 
     def watch(self, ref: ActorRef) -> None:
-        """Receive ``Terminated(ref)`` as a message once ``ref`` stops."""
+        """Receive ``Terminated(ref)`` as a message once ``ref`` stops.
+
+        It never waits for mailbox room and is never dropped while this
+        actor runs: a full mailbox keeps it aside, and it is then handled
+        before the messages queued earlier (so is a child's escalated
+        failure)."""
         ref._cell.add_watcher(self._cell)
 
     def stop(self) -> None:
@@ -463,7 +468,7 @@ class _Cell:
 
     __slots__ = ("actor", "children", "generation", "lock", "mailbox", "name", "parent",
                  "ref", "restarts", "scheduled", "spec", "stop_requested", "stopped",
-                 "suspended", "system", "watchers", "__weakref__")
+                 "suspended", "system", "system_msgs", "watchers", "__weakref__")
 
     def __init__(self, system: ActorSystem, name: str, spec: _Spec, mailbox_size: int,
                  parent: _Cell | None) -> None:
@@ -483,6 +488,11 @@ class _Cell:
         self.restarts: deque[float] | None = None
         self.children: list[_Cell] | None = None
         self.watchers: list[_Cell] | None = None
+        # Terminated and child failures that found the mailbox full: they
+        # never wait for room (the sender may be the very thread this actor
+        # waits on) and are never dropped; the turn takes them first.
+        # Made on first use, under ``lock``.
+        self.system_msgs: deque[Any] | None = None
         self.ref = ActorRef(self)
         self.actor: Actor | None = None
 
@@ -535,6 +545,23 @@ class _Cell:
         self.schedule()
         return True
 
+    def post_system(self, item: object) -> bool:
+        """Queue Terminated or a child's failure without ever blocking or
+        dropping it: into the mailbox when it has room, else beside it.
+        False when the actor has stopped."""
+        try:
+            if not self.mailbox.try_send(item):
+                with self.lock:
+                    if self.stopped:
+                        return False
+                    if self.system_msgs is None:
+                        self.system_msgs = deque()
+                    self.system_msgs.append(item)
+        except ChannelClosed:
+            return False
+        self.schedule()
+        return True
+
     def schedule(self) -> None:
         with self.lock:
             # Stopped: its mailbox is closed and was drained, nothing to run
@@ -582,7 +609,9 @@ class _Cell:
                     self._stop_now()
                     break
                 try:
-                    item = recv()
+                    # Taken first: what waits beside a full mailbox.
+                    waiting = self.system_msgs
+                    item = waiting.popleft() if waiting else recv()
                 except Empty:
                     break
                 except ChannelClosed:
@@ -635,7 +664,8 @@ class _Cell:
             self._stop_now()
         with self.lock:
             if self.stopped or self.suspended or (
-                    len(self.mailbox) == 0 and not self.mailbox.closed):
+                    len(self.mailbox) == 0 and not self.mailbox.closed
+                    and not self.system_msgs):
                 # A tell or stop() from now on finds the actor idle and
                 # schedules a turn itself.
                 self.scheduled = False
@@ -647,7 +677,7 @@ class _Cell:
         mailbox empty (then no other thread can run it until end_inline)."""
         with self.lock:
             if (self.scheduled or self.suspended or self.stopped or self.mailbox.closed
-                    or len(self.mailbox)):
+                    or len(self.mailbox) or self.system_msgs):
                 return False
             self.scheduled = True
             return True
@@ -695,7 +725,10 @@ class _Cell:
 
     def _arm_timeout(self) -> None:
         actor = self.actor
-        if actor is not None and actor.receive_timeout is not None:
+        # Stopping: no more timeouts, or a shutdown that gave up would leave
+        # the timer thread re-arming them until the actor's last turn.
+        if (actor is not None and actor.receive_timeout is not None
+                and not self.stop_requested):
             self.system._timers.call_later(actor.receive_timeout, self._timed_out,
                                            self.generation)
 
@@ -715,8 +748,8 @@ class _Cell:
         if strategy == "resume":
             return
         if strategy == "escalate":
-            if (self.parent is None or self.parent.stopped
-                    or not self.parent.post_control(_ChildFailed(self, exc))):
+            if (self.parent is None
+                    or not self.parent.post_system(_ChildFailed(self, exc))):
                 _report(exc)  # no parent left to handle it
             self._stop_now()
             return
@@ -838,8 +871,14 @@ class _Cell:
                 self.system._dead_letter(self.ref, item)
         with self.lock:
             watchers, self.watchers = self.watchers or [], None
+            system_msgs, self.system_msgs = self.system_msgs or (), None
+        for item in system_msgs:
+            if type(item) is _ChildFailed:
+                _report(item.exc)  # no parent left to handle it
+            else:
+                self.system._dead_letter(self.ref, item)
         for watcher in watchers:
-            watcher.post(Terminated(self.ref), None, block=False)
+            watcher.post_system(Terminated(self.ref))
         self.system._unregister(self)
 
     def _reject(self, envelope: _Envelope) -> None:
@@ -856,7 +895,7 @@ class _Cell:
                     self.watchers = []
                 self.watchers.append(watcher)
                 return
-        watcher.post(Terminated(self.ref), None, block=False)
+        watcher.post_system(Terminated(self.ref))
 
     def add_child(self, child: _Cell) -> None:
         if self.children is None:

@@ -549,3 +549,88 @@ def test_actor_ask_timeout_bounds_the_wait_for_mailbox_room(impl):
     assert busy.ref.ask("after", timeout=T) == "after"
     assert busy.handled == ["first", "waiting", "after"]  # the timed-out asks queued nothing
     assert system.shutdown(T)
+
+
+class Blockable(Actor):
+    """mailbox_size=1 in the tests below: "block" holds its handler on an
+    Event so that one more message fills the mailbox."""
+
+    def __init__(self, log: list, started: threading.Event, release: threading.Event,
+                 target=None) -> None:  # noqa: ANN001 - an ActorRef to watch
+        self.log, self.started, self.release, self.target = log, started, release, target
+
+    def on_start(self) -> None:
+        if self.target is not None:
+            self.context.watch(self.target)
+
+    def handle_message(self, msg):  # noqa: ANN001, ANN201
+        self.log.append(msg)
+        if msg == "block":
+            self.started.set()
+            self.release.wait(T)
+        return msg
+
+
+def test_terminated_reaches_a_watcher_whose_mailbox_is_full(impl):
+    """Terminated needs no mailbox slot: it waits beside a full mailbox and
+    is handled before the message queued earlier (it used to go to the dead
+    letters)."""
+    system = ActorSystem(2, backend=impl)
+    target = system.spawn(Counter)
+    log: list = []
+    started, release = threading.Event(), threading.Event()
+    watcher = system.spawn(Blockable, log, started, release, target, mailbox_size=1)
+    target_stopped = watch_stopped(system, target)
+    try:
+        watcher.tell("block")
+        assert started.wait(T)
+        watcher.tell("queued")  # the mailbox (1 slot) is now full
+        target.stop()
+        assert target_stopped.wait(T)
+    finally:
+        release.set()
+    assert watcher.ask("after", timeout=T) == "after"
+    assert log == ["block", Terminated(target), "queued", "after"]
+    assert not [m for r, m in system.dead_letters if r is watcher]
+    assert system.shutdown(T)
+
+
+def test_escalation_to_a_parent_with_a_full_mailbox_never_blocks_the_child(impl):
+    """A child's escalated failure takes no slot in its parent's mailbox: the
+    child stops at once though its parent is busy with a full mailbox (its
+    turn used to wait for room, holding a worker), and the parent handles
+    the failure before the message queued earlier."""
+    system = ActorSystem(2, backend=impl)
+    log: list = []
+    failures: list = []
+    started, release = threading.Event(), threading.Event()
+
+    class Child(Actor):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            raise RuntimeError(msg)
+
+    class Parent(Blockable):
+        def on_failure(self, exc: BaseException) -> None:
+            failures.append(str(exc))
+            self.log.append("failure")
+
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == "spawn":
+                return self.context.spawn(Child, supervision="escalate")
+            return super().handle_message(msg)
+
+    parent = system.spawn(Parent, log, started, release, mailbox_size=1, supervision="resume")
+    child = parent.ask("spawn", timeout=T)
+    child_stopped = watch_stopped(system, child)
+    try:
+        parent.tell("block")
+        assert started.wait(T)
+        parent.tell("queued")  # the parent's mailbox (1 slot) is now full
+        child.tell("child broke")
+        assert child_stopped.wait(BOUND), "the child's escalation waited for mailbox room"
+    finally:
+        release.set()
+    assert parent.ask("after", timeout=T) == "after"
+    assert failures == ["child broke"]
+    assert log == ["block", "failure", "queued", "after"]
+    assert system.shutdown(T)
