@@ -28,6 +28,15 @@ def int_arg(value: object, name: str, minimum: int, maximum: int | None = None) 
     return n
 
 
+def maxsize_arg(value: object) -> int:
+    """A Queue's maxsize, as queue.Queue takes it: any int (anything with
+    __index__, bool included); <= 0 means unbounded."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"maxsize must be an int, not {type(value).__name__}") from None
+
+
 def seconds_arg(value: object, name: str, *, zero_ok: bool, inf_ok: bool = True) -> float:
     """value as seconds (an int or float, not a bool, not nan, not negative);
     0 only when zero_ok, inf only when inf_ok."""

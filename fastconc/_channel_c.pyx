@@ -35,7 +35,7 @@ import operator
 import sys
 import types
 
-from fastconc._args import timeout_overflow
+from fastconc._args import maxsize_arg, timeout_overflow
 from fastconc.errors import ChannelClosed, Empty, Full, Timeout
 
 
@@ -646,13 +646,6 @@ cdef class Channel(_BlockingRing):
 
 # ---------------------------------------------------------------- Queue
 
-cdef object _maxsize_arg(object maxsize):
-    try:
-        return operator.index(maxsize)
-    except TypeError:
-        raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
-
-
 cdef inline Py_ssize_t _maxsize_bound(object size) except -1:
     return size if 0 < size < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
 
@@ -686,7 +679,7 @@ cdef class Queue(_BlockingRing):
             fc_cond_destroy(&self.all_tasks_done)
 
     def __init__(self, maxsize=0):
-        size = _maxsize_arg(maxsize)
+        size = maxsize_arg(maxsize)
         self._init_ring(_maxsize_bound(size), size, True)
 
     @property
@@ -707,7 +700,7 @@ cdef class Queue(_BlockingRing):
         """
         cdef Py_ssize_t bound
         cdef bint wake
-        size = _maxsize_arg(value)
+        size = maxsize_arg(value)
         bound = _maxsize_bound(size)
         fc_mutex_lock(&self.mutex)
         # `_old` outlives the unlock: the last reference to the previous value

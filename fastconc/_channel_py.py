@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import _thread
 import math
-import operator
 import sys
 import threading
 import types
@@ -45,7 +44,7 @@ from itertools import repeat
 from time import monotonic
 from typing import Any
 
-from fastconc._args import int_arg, timeout_overflow
+from fastconc._args import int_arg, maxsize_arg, timeout_overflow
 from fastconc.errors import ChannelClosed, Deadlock, Empty, Full, Timeout
 
 __all__ = ["Channel", "Queue"]
@@ -399,10 +398,7 @@ class Queue(_Parking):
     def __init__(self, maxsize: int = 0) -> None:
         if hasattr(self, "_mutex"):
             raise RuntimeError("Queue is already initialised")
-        try:
-            self._maxsize = operator.index(maxsize)
-        except TypeError:
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}") from None
+        self._maxsize = maxsize_arg(maxsize)
         self._bound = self._bound_of(self._maxsize)
         self._items: deque[Any] = deque()
         # _count is len(_items) at every point where a finalizer may run: the
@@ -436,10 +432,7 @@ class Queue(_Parking):
         below qsize() drops nothing: put() waits until the queue drains
         below the new bound.
         """
-        try:
-            size = operator.index(value)
-        except TypeError:
-            raise TypeError(f"maxsize must be an int, not {type(value).__name__}") from None
+        size = maxsize_arg(value)
         bound = self._bound_of(size)
         with self._lock:
             # `_old` outlives the lock: the previous value's last reference must

@@ -95,6 +95,10 @@ class Fallback(NamedTuple):
     # anywhere; False when a build exists but is shadowed or broken, so the
     # fallback's figures must not pass for the library's.
     expected: bool
+    # True when a FallbackWarning is due: the fallback was not expected, or
+    # a source checkout was imported (it may shadow a build made later).
+    # An install without a compiler already said so when it was built.
+    warn: bool
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -125,13 +129,13 @@ def _compiled_build_elsewhere() -> str | None:
 def _diagnose(error: ImportError | None) -> Fallback:
     if os.environ.get("FASTCONC_NO_EXTENSIONS"):
         return Fallback("FASTCONC_NO_EXTENSIONS is set, which asks for the pure-Python "
-                        "fallback", True)
+                        "fallback", True, False)
     if sys.implementation.name != "cpython":
         return Fallback(f"the compiled core is for CPython and this is "
-                        f"{sys.implementation.name}", True)
+                        f"{sys.implementation.name}", True, False)
     if _compiled_files(_PACKAGE_DIR):
         return Fallback(f"the compiled modules in {_PACKAGE_DIR} fail to import ({error}); "
-                        f"reinstall fastconc", False)
+                        f"reinstall fastconc", False, True)
     if _is_source_checkout(_PACKAGE_DIR):
         elsewhere = _compiled_build_elsewhere()
         if elsewhere is not None:
@@ -139,14 +143,15 @@ def _diagnose(error: ImportError | None) -> Fallback:
                 f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
                 f"compiled modules and shadows the compiled build in {elsewhere} (it comes "
                 f"first on sys.path: python -m and python -c put the current directory "
-                f"there); run the `fastconc` command, or run from another directory", False)
+                f"there); run the `fastconc` command, or run from another directory",
+                False, True)
         return Fallback(
             f"fastconc was imported from the source folder {_PACKAGE_DIR}, which has no "
             f"compiled modules, and no compiled build is installed; install it "
             f"(pip install .) and run the `fastconc` command or from another directory, or "
-            f"build in place (python setup.py build_ext --inplace)", True)
+            f"build in place (python setup.py build_ext --inplace)", True, True)
     return Fallback("fastconc was installed without its compiled core (no C compiler or "
-                    "Cython at install time, or FASTCONC_NO_EXTENSIONS set then)", True)
+                    "Cython at install time, or FASTCONC_NO_EXTENSIONS set then)", True, False)
 
 
 def _select() -> tuple[str, types.SimpleNamespace, Fallback | None]:
@@ -159,9 +164,7 @@ def _select() -> tuple[str, types.SimpleNamespace, Fallback | None]:
                 raise
             error = exc
     fallback = _diagnose(error)
-    # Warned where the user did not choose the fallback and the build did not
-    # already say so (an install without a compiler warns at install time).
-    if not fallback.expected or (not NO_EXTENSIONS and _is_source_checkout(_PACKAGE_DIR)):
+    if fallback.warn:
         warnings.warn(f"fastconc uses its pure-Python fallback: {fallback.reason}",
                       FallbackWarning, stacklevel=2)
     return "python", load_python(), fallback
