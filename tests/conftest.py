@@ -1,8 +1,10 @@
 """Shared fixtures: every behaviour test runs once per backend.
 
 The "cython" parameter imports the compiled module directly, so a broken
-build errors out here instead of quietly testing the fallback twice.  It is
-skipped only when FASTCONC_NO_EXTENSIONS says there is no compiled backend.
+build errors out here instead of quietly testing the fallback twice.  Where
+FASTCONC_NO_EXTENSIONS says there is no compiled backend (a pure env), no
+compiled case is collected at all: the parameter is not generated, and tests
+marked ``compiled`` are deselected, so the summary counts only what ran.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import pytest
 
 from fastconc import _impl
 
-BACKENDS = ("cython", "python")
+COMPILED = not _impl.NO_EXTENSIONS
+BACKENDS = ("cython", "python") if COMPILED else ("python",)
 
 # Upper bound, in seconds, for any single join/wait in a test: generous so a
 # loaded CI machine never fails a correct run, finite so a bug cannot hang it.
@@ -25,11 +28,17 @@ JOIN_TIMEOUT = 60.0
 
 
 def load_backend(name: str):  # noqa: ANN201 - a SimpleNamespace of classes
-    if name == "cython":
-        if _impl.NO_EXTENSIONS:
-            pytest.skip("FASTCONC_NO_EXTENSIONS is set: no compiled backend")
-        return _impl.load_cython()
-    return _impl.load_python()
+    return _impl.load_cython() if name == "cython" else _impl.load_python()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pure env, deselect the tests marked ``compiled``."""
+    if COMPILED:
+        return
+    compiled = [item for item in items if item.get_closest_marker("compiled")]
+    if compiled:
+        config.hook.pytest_deselected(items=compiled)
+        items[:] = [item for item in items if not item.get_closest_marker("compiled")]
 
 
 @pytest.fixture(params=BACKENDS)

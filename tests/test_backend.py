@@ -39,9 +39,8 @@ def test_tests_run_against_installed_package():
     assert package_dir.parent.name in ("site-packages", "dist-packages"), package_dir
 
 
+@pytest.mark.compiled
 def test_cython_backend_is_compiled():
-    if _impl.NO_EXTENSIONS:
-        pytest.skip("FASTCONC_NO_EXTENSIONS is set")
     from fastconc import _channel_c, _ring_c
 
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)

@@ -199,14 +199,12 @@ def test_owner_and_three_thieves_take_every_item_exactly_once(impl):
 
 
 @pytest.mark.stress
+@pytest.mark.compiled
 def test_c_deque_races_without_the_gil():
     """The compiled deque's own algorithm with owner and thieves all running
     in C without the GIL (a test hook in _pool_c), so steals really race the
     owner's pops and the array growth.  Under the GIL the Python-level test
     above can only interleave whole operations."""
-    from conftest import load_backend
-
-    load_backend("cython")  # skips when there is no compiled backend
     from fastconc import _pool_c
 
     n = max(20_000, int(300_000 * stress_scale()))

@@ -123,7 +123,7 @@ def test_console_script_uses_the_installed_build_from_a_checkout(checkout):
     assert "usage: fastconc " in out.stdout and "  fastconc bench " in out.stdout
 
 
-@pytest.mark.skipif(not COMPILED_INSTALLED, reason="needs the compiled build")
+@pytest.mark.compiled
 def test_broken_compiled_module_warns_and_bench_refuses(tmp_path):
     site = tmp_path / "site"
     shutil.copytree(INSTALLED, site / "fastconc",

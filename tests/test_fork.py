@@ -12,8 +12,6 @@ import sys
 import pytest
 from conftest import BACKENDS, JOIN_TIMEOUT
 
-from fastconc import _impl
-
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 
 CHILD = r"""
@@ -63,8 +61,6 @@ print("ok")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fork_with_a_live_pool(backend, tally):
-    if backend == "cython" and _impl.NO_EXTENSIONS:
-        pytest.skip("no compiled backend")
     proc = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", CHILD,
                            backend], capture_output=True, text=True, timeout=JOIN_TIMEOUT)
     assert proc.returncode == 0, proc.stderr

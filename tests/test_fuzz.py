@@ -1641,17 +1641,13 @@ def test_concurrent_fuzz(impl, spec: Spec, tally) -> None:
     tally.add(operations=calls)
 
 
-def _cython_or_skip() -> None:
-    load_backend("cython")
-
-
 @pytest.mark.thread_unsafe  # starts its own threads
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.deterministic],
                          ids=[s.name for s in SPECS if s.deterministic])
+@pytest.mark.compiled
 def test_backends_agree(spec: Spec, tally) -> None:
     """One drawn sequence on both backends: every call has the same outcome
     (the same exception type, or an equal result)."""
-    _cython_or_skip()
     calls = 0
 
     @fuzz_settings(spec.scale * 0.5)

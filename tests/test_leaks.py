@@ -1481,8 +1481,9 @@ def test_items_are_released(impl, name, tally):
     tally.add(leak_checks=RELEASE_CASES[name](impl))
 
 
+@pytest.mark.compiled
 def test_backends_under_test_are_the_expected_ones():
     # The cython parameter must be the compiled code, or the release checks
     # above test nothing in C (conftest's load_backend imports it directly).
-    ns = load_backend("cython")  # skips when FASTCONC_NO_EXTENSIONS is set
+    ns = load_backend("cython")
     assert ns.Channel.__module__ == "fastconc._channel_c"

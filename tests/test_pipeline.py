@@ -14,8 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import BACKENDS, check_exactly_once_sent, stress_scale
 from conftest import JOIN_TIMEOUT as T
-from conftest import check_exactly_once_sent, stress_scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -382,7 +382,7 @@ def test_cancel_wakes_ordered_workers_waiting_their_turn(impl):
     assert p.join(T)
 
 
-@pytest.mark.parametrize("backend", ["cython", "python"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_interpreter_exits_with_a_pipeline_left_open(backend):
     """Stage loops blocked on an input nobody closes must not hold up exit."""
     code = f"""if True:
@@ -397,8 +397,6 @@ def test_interpreter_exits_with_a_pipeline_left_open(backend):
         next(it)
         print("done")
     """
-    if backend == "cython" and "cython" not in __import__("fastconc").implementations():
-        pytest.skip("no compiled backend")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=T)
     assert out.returncode == 0, out.stderr

@@ -21,7 +21,10 @@ import fastconc
 
 HERE = pathlib.Path(__file__).parent
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the consumer uses pthreads")
+pytestmark = [
+    pytest.mark.compiled,
+    pytest.mark.skipif(os.name != "posix", reason="the consumer uses pthreads"),
+]
 
 SETUP = textwrap.dedent("""
     import fastconc
@@ -41,7 +44,7 @@ SETUP = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def consumer_module(tmp_path_factory):
-    load_backend("cython")  # skips when there is no compiled backend
+    load_backend("cython")
     pytest.importorskip("Cython")
     build = tmp_path_factory.mktemp("cext")
     shutil.copy(HERE / "cext" / "fc_consumer.pyx", build)

@@ -11,8 +11,6 @@ import time
 import pytest
 from conftest import BACKENDS, JOIN_TIMEOUT
 
-from fastconc import _impl
-
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads thread state from /proc"
 )
@@ -117,8 +115,6 @@ def thread_states(pid: int) -> set[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_sigint_interrupts_blocked_call(backend, op, record_property, tally):
-    if backend == "cython" and _impl.NO_EXTENSIONS:
-        pytest.skip("no compiled backend")
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, backend, op],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
