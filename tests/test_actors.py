@@ -1,4 +1,4 @@
-"""Actors (work in progress, issue 6) on both backends: tell/ask, ordering,
+"""Actors on both backends: tell/ask, ordering,
 lifecycle, supervision, dead letters, deadlock detection."""
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ def test_children_stop_with_their_parent(system):
         kid.ask("get", timeout=T)
 
 
-# ------------------------------------------------- timeouts bound the whole call (issue 18)
+# ------------------------------------------------- timeouts bound the whole call
 
 BOUND = 5.0  # "not blocked": generous, 10x the small timeouts below
 SMALL = 0.5
@@ -464,7 +464,7 @@ class BusyActor:
 
 
 def test_actor_shutdown_timeout_returns_with_a_busy_actor_and_a_full_mailbox(impl):
-    """Issue 18: shutdown(timeout) returns False once the timeout passes (the
+    """shutdown(timeout) returns False once the timeout passes (the
     stop request takes no mailbox slot), and the actor stops as soon as its
     handler returns; what was still queued goes to the dead letters."""
     system = ActorSystem(2, backend=impl)

@@ -1,4 +1,4 @@
-"""Fault injection (issue 9): exceptions and misbehaviour from user code
+"""Fault injection: exceptions and misbehaviour from user code
 everywhere fastconc runs it, on both backends.
 
 User code covered: actor handlers and hooks (handle_message, on_start,

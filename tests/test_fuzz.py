@@ -1,4 +1,4 @@
-"""API fuzz (issue 9): random call sequences against every primitive.
+"""API fuzz: random call sequences against every primitive.
 
 Hypothesis draws a constructor call with arguments from a wide pool of
 values (ints at and past every C boundary, nan/inf, wrong types, objects

@@ -1,7 +1,7 @@
 """Reference and memory leaks: repeating an operation must not grow anything.
 
-Issue 9: "repeated runs of each operation leave no growth (tracemalloc and gc
-object counts, and sys.gettotalrefcount where a debug build is available)".
+Repeated runs of each operation leave no growth in tracemalloc's and gc's
+object counts, nor in sys.gettotalrefcount where a debug build is available.
 
 How the detector works (:func:`assert_no_growth`):
 

@@ -926,7 +926,7 @@ def test_factory_returning_an_object_in_the_pool(impl):
 
 
 def test_objpool_get_timeout_and_close_while_a_factory_is_blocked(impl, threads):
-    """Issue 18 audit: a factory blocked in another checkout holds the only
+    """A factory blocked in another checkout holds the only
     slot; get(timeout) still raises within its timeout and close() returns
     at once (each before the factory returns).  The slow checkout then gets
     PoolClosed and its object is destroyed."""

@@ -605,7 +605,7 @@ def test_bad_arguments(impl):
 
 
 def test_pipeline_timeouts_bound_each_call_while_a_stage_is_blocked(impl):
-    """Issue 18 audit: with a stage blocked in its function, send(timeout),
+    """With a stage blocked in its function, send(timeout),
     recv(timeout) and join(timeout) return within their timeout, and
     close()/cancel() (no timeout) return at once: each while the call is
     still blocked."""

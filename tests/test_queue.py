@@ -326,7 +326,7 @@ def test_lowering_maxsize_drops_nothing(impl, threads):
 
 
 def test_shrinking_queue(impl):
-    # CPython's test_queue, issue 10110: a lowered maxsize holds at once.
+    # CPython's test_queue (bpo-10110): a lowered maxsize holds at once.
     q = impl.Queue(3)
     q.put(1)
     q.put(2)

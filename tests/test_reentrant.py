@@ -1,4 +1,4 @@
-"""Re-entrant use of Channel and Queue (issue 18).
+"""Re-entrant use of Channel and Queue.
 
 A finalizer (``__del__``) or a signal handler runs on top of whatever its
 thread is doing, so it may use a channel while the same thread is inside an
