@@ -1,4 +1,5 @@
 # cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
+# cython: embedsignature=True, embedsignature.format=clinic
 """Compiled lock-free ring buffers.
 
 RingBuffer      Vyukov's bounded MPMC queue (Dmitry Vyukov, "Bounded MPMC
