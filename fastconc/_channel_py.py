@@ -60,6 +60,8 @@ _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
 _popleft = deque.popleft
 _AGAIN: Any = object()   # an attempt that could not complete yet
+_release = _thread.LockType.release
+_drain = deque(maxlen=0).extend
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -99,13 +101,11 @@ def _wait(cond: threading.Condition, deadline: float | None) -> bool:
 
 def _wake(waiters: deque[Any], n: int = 1) -> None:
     """Wake up to n parked waiters (n < 0: all of them)."""
-    while n and waiters:
-        try:
-            lock = waiters.popleft()
-        except IndexError:   # another waker took the last one
-            return
-        lock.release()
-        n -= 1
+    # One C call: nothing (no signal handler) runs between a pop and its release.
+    try:
+        _drain(map(_release, map(_popleft, repeat(waiters) if n < 0 else repeat(waiters, n))))
+    except IndexError:   # no more waiters
+        pass
 
 
 class _Parking:
@@ -132,8 +132,8 @@ class _Parking:
         me = _get_ident()
         parked = self._parked
         w: Any = None    # our registration while it may be in waiters
-        parked.add(me)
         try:
+            parked.add(me)
             while True:
                 if w is None:
                     # Register, then try again before sleeping: a change made
@@ -160,14 +160,14 @@ class _Parking:
                         pass
                 w = None
         finally:
-            if w is not None:
-                try:
-                    waiters.remove(w)
-                except ValueError:
-                    # Popped since our last try and we leave without another
-                    # (success, timeout or an exception): pass the wake-up on.
-                    _wake(waiters)
-            parked.discard(me)
+            try:
+                if w is not None:
+                    try:
+                        waiters.remove(w)
+                    except ValueError:
+                        _wake(waiters)
+            finally:
+                parked.discard(me)
 
 
 class Channel(_Parking):
@@ -400,6 +400,7 @@ class Queue(_Parking):
             raise RuntimeError("Queue is already initialised")
         self._maxsize = maxsize_arg(maxsize)
         self._bound = self._bound_of(self._maxsize)
+        self._limit = self._bound or sys.maxsize
         self._items: deque[Any] = deque()
         # _count is len(_items) at every point where a finalizer may run: the
         # room check compares it (no call between the check and the append).
@@ -440,6 +441,7 @@ class Queue(_Parking):
             _old = self._maxsize
             self._maxsize = size
             self._bound = bound
+            self._limit = bound or sys.maxsize
         # Blocked puts try again; queue.Queue wakes nobody here, leaving
         # put() blocked below a raised bound until some get().
         _wake(self._putters, -1)
@@ -467,10 +469,11 @@ class Queue(_Parking):
         in the queue.
         """
         with self._lock:
-            if self._unfinished <= 0:
+            if self._unfinished > 0:      # act on the fall-through (3.10)
+                self._unfinished -= 1
+                done = not self._unfinished
+            else:
                 raise ValueError("task_done() called too many times")
-            self._unfinished -= 1
-            done = not self._unfinished
         if done:
             _wake(self._joiners, -1)
 
@@ -498,14 +501,14 @@ class Queue(_Parking):
 
     def _put_once(self, item: Any) -> Any:
         with self._lock:
-            if self._shutdown:
+            if not self._shutdown and self._count < self._limit:
+                self._count += 1
+                self._unfinished += 1
+                self._items.append(item)
+            elif self._shutdown:
                 raise ChannelClosed("queue is closed")
-            # No call from the check to the append: nothing runs in between.
-            if 0 < self._bound <= self._count:
+            else:
                 return _AGAIN
-            self._count += 1
-            self._unfinished += 1
-            self._items.append(item)
         if self._getters:
             _wake(self._getters)
         return None

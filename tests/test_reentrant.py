@@ -16,6 +16,7 @@ normal send or from ``__del__``) must be received exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
@@ -255,6 +256,104 @@ def test_channel_signal_handler_reenters(impl, tally) -> None:  # noqa: ANN001
             break
     n = check_counts(received, accepted)
     tally.add(operations=n, items_checked=n)
+
+
+SIGNALS = pytest.mark.skipif(
+    not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread(),
+    reason="needs signal.setitimer, on the main thread (where signal handlers run)")
+
+
+@contextlib.contextmanager
+def alarm_every(interval: float, handler: Callable[[int, Any], None]) -> Iterator[None]:
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@SIGNALS
+def test_queue_counts_hold_under_nested_task_done_and_put(impl, tally) -> None:  # noqa: ANN001
+    """A handler calls ``task_done()`` and ``put_nowait()`` on the Queue the
+    main thread is using.  On 3.10 a handler also runs after a taken jump,
+    i.e. between a check and its act: a nested task_done there drove
+    unfinished_tasks to -1 (a later join() returned with work unfinished),
+    and a nested put into Queue(1) made it hold two items."""
+    q = impl.Queue(1)
+    seen: list[tuple[int, int]] = []
+    calls = 0
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            q.task_done()
+        except ValueError:
+            pass
+        try:
+            q.put_nowait("sig")
+        except Full:
+            pass
+        seen.append((q.unfinished_tasks, q.qsize()))
+
+    start = time.monotonic()
+    with alarm_every(0.0002, handler):
+        while time.monotonic() - start < stress_seconds():
+            try:
+                q.put_nowait(calls)
+            except Full:
+                pass
+            seen.append((q.unfinished_tasks, q.qsize()))
+            try:
+                q.get_nowait()
+            except Empty:
+                pass
+            try:
+                q.task_done()
+            except ValueError:
+                pass
+            calls += 1
+    bad = [(u, n) for u, n in seen if u < 0 or n > 1]
+    assert not bad, f"unfinished_tasks < 0 or qsize > maxsize: {bad[:5]}"
+    tally.add(operations=calls)
+
+
+@SIGNALS
+def test_interrupted_wait_never_leaves_the_thread_parked(impl, tally) -> None:  # noqa: ANN001
+    """KeyboardInterrupt raised by a handler at any point of a blocking recv
+    (a Ctrl-C): afterwards a blocking recv still waits its timeout out.
+    The fallback registered the thread as parked before its try block, so an
+    interrupt there left it marked parked for good, and every later blocking
+    call from it counted as nested (recv() with no timeout raised Timeout)."""
+    ch = impl.Channel(4)
+    armed = False
+    interrupted = calls = 0
+
+    def handler(signum: int, frame: Any) -> None:
+        if armed:
+            raise KeyboardInterrupt
+
+    start = time.monotonic()
+    with alarm_every(0.000137, handler):
+        while time.monotonic() - start < stress_seconds():
+            try:
+                try:
+                    armed = True
+                    ch.recv(timeout=0.0002)
+                except (Timeout, KeyboardInterrupt):
+                    interrupted += 1
+                finally:
+                    armed = False
+                calls += 1
+            except KeyboardInterrupt:  # landed in the finally above
+                armed = False
+    began = time.monotonic()
+    with pytest.raises(Timeout):
+        ch.recv(timeout=0.05)
+    # A wait never ends before its timeout; a thread left marked parked got
+    # Timeout at once, as a nested call does.
+    assert time.monotonic() - began >= 0.045
+    tally.add(operations=calls)
 
 
 def test_nested_call_never_waits_fallback() -> None:
