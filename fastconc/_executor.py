@@ -36,12 +36,19 @@ __all__ = [
     "abandon_future",
     "fresh_error",
     "help_limit",
+    "MAX_SPARES",
     "report_error",
     "settle_failed",
     "unraisable",
 ]
 
 T = TypeVar("T")
+
+# Most spare threads one pool runs at once to compensate for workers blocked
+# on a future (see _block): Java's ForkJoinPool allows parallelism + 256
+# threads in all by default; this is the same 256 on top of max_workers.
+# Past it, a worker that must wait blocks without compensation.
+MAX_SPARES = 256
 
 # Largest chunk map() picks by itself: big enough to amortise a task,
 # small enough that the first results stream out early.
@@ -52,9 +59,13 @@ class _Core(Protocol):
     """What a backend's _PoolCore provides (see _pool_c.pyx / _pool_py.py)."""
 
     max_workers: int
+    # Spare threads started by _block (maintained by _start_spare/_spare)
+    # and the name prefix they get (set by PoolExecutor).
+    spare_threads: set[threading.Thread]
+    thread_prefix: str
 
     def __init__(self, nworkers: int, error_handler: Callable[[BaseException], object] | None,
-                 ) -> None: ...
+                 max_spares: int = ...) -> None: ...
     def execute(self, fn: Callable[..., object], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> None: ...
     def submit(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
@@ -64,29 +75,43 @@ class _Core(Protocol):
     def run(self, index: int) -> None: ...
     def owns_current_thread(self) -> bool: ...
     def help_until(self, future: Future[Any], timeout: float | None) -> bool: ...
+    def begin_block(self) -> bool: ...
+    def end_block(self) -> None: ...
+    def release_spare(self) -> None: ...
+    def run_spare(self) -> None: ...
     def join(self, timeout: float | None) -> bool: ...
     def close(self, error: BaseException, cancel_futures: bool,
               fail_with: BaseException | None = None) -> None: ...
-    def stats(self) -> tuple[list[tuple[int, int, int]], int]: ...
+    def stats(self) -> tuple[list[tuple[int, int, int]], int, tuple[int, int, int], int, int]: ...
 
 
 class WorkerStats(NamedTuple):
     """Counters of one worker thread."""
 
     name: str
-    executed: int  # tasks run (including those run while helping)
+    executed: int  # tasks run, each once, counted as it starts (helping included)
     steals: int  # tasks taken from another worker's deque
     parks: int  # times it went to sleep for lack of work
 
 
 class PoolStats(NamedTuple):
-    """A snapshot of :meth:`WorkStealingPool.stats`."""
+    """A snapshot of :meth:`WorkStealingPool.stats`.
+
+    ``executed``, ``steals`` and ``parks`` are the workers' sums plus what
+    spare threads did.  ``pending`` counts each submitted task once until it
+    has finished (its future settled): queued, or running, wherever it runs.
+    A task a waiter ran inline as its dependency leaves a skipped entry in
+    a queue, which ``pending`` does not count.  ``spares``: spare threads
+    alive now; ``blocked``: pool threads blocked on a future (see
+    compensation in the class docstring)."""
 
     workers: tuple[WorkerStats, ...]
     executed: int
     steals: int
     parks: int
-    pending: int  # tasks queued or running
+    pending: int  # tasks queued or running, each counted once
+    spares: int = 0  # spare threads alive now
+    blocked: int = 0  # pool threads blocked waiting on a future
 
 
 _PENDING = _futures_base.PENDING
@@ -182,11 +207,11 @@ class PoolFuture(Future[T]):
                 escaped = None
 
     def _claim(self) -> bool:
-        """The pool's atomic claim of the right to run this future's task:
-        PENDING -> RUNNING (True), CANCELLED -> CANCELLED_AND_NOTIFIED (False,
-        as set_running_or_notify_cancel), and False in any other state: the
-        task was already claimed (run as a waiter's dependency, or settled by
-        the pool's error path), so this copy of it is skipped."""
+        """The pool's step before it runs this future's task (by then the
+        pool owns the task: see the cores' task tokens): PENDING -> RUNNING
+        (True), CANCELLED -> CANCELLED_AND_NOTIFIED (False, as
+        set_running_or_notify_cancel), and False in any other state (settled
+        already, e.g. by set_result from outside): the task is not run."""
         with self._condition:
             self._task = None
             state = self._state
@@ -202,19 +227,22 @@ class PoolFuture(Future[T]):
     # -- blocking -------------------------------------------------------
 
     def _help(self, timeout: float | None) -> float | None:
-        """In one of the pool's workers: run other tasks until done or out of
-        time, then let the caller answer without waiting."""
-        if not self._core.owns_current_thread():
+        """In one of the pool's threads: run other tasks until done or out of
+        time; past the help-depth limit, block with compensation (_block).
+        Then the caller answers without waiting."""
+        core = self._core
+        if not core.owns_current_thread():
             return timeout
         if timeout is not None and timeout < 0:
             timeout = 0
-        if timeout is None:
-            return None if not self._core.help_until(self, None) else 0
-        end = time.monotonic() + timeout
-        if self._core.help_until(self, timeout):
+        end = None if timeout is None else time.monotonic() + timeout
+        if core.help_until(self, timeout):
             return 0
-        # Past the help-depth limit: block here, for what is left of the timeout.
-        return max(0.0, end - time.monotonic())
+        # Past the help-depth limit: block, for what is left of the timeout.
+        remaining = None if end is None else end - time.monotonic()
+        if remaining is None or remaining > 0:
+            _block(core, self, remaining)
+        return 0
 
     def _wait(self, timeout: float | None) -> None:
         """Lock held and not done: sleep until done or timeout."""
@@ -314,6 +342,69 @@ def report_error(handler: Callable[[BaseException], object] | None, exc: BaseExc
         unraisable(last, "reporting a WorkStealingPool task error")
 
 
+def _block(core: _Core, future: PoolFuture[Any], timeout: float | None) -> None:
+    """A pool thread must block on future (helping is exhausted): tell the
+    core, which keeps max_workers threads unblocked by starting a spare
+    thread when it has none to spare (up to its max_spares; beyond, this
+    simply blocks), then wait."""
+    spawn = core.begin_block()
+    try:
+        if spawn:
+            _start_spare(core)
+        with future._condition:
+            if future._state not in _DONE_STATES:
+                future._wait(timeout)
+    finally:
+        core.end_block()
+
+
+_spare_counter = itertools.count().__next__
+
+
+def _start_spare(core: _Core) -> None:
+    """Start the spare thread core.begin_block() reserved a slot for.  If it
+    cannot be started (out of threads or memory), the slot is given back and
+    the caller blocks uncompensated, as past the bound."""
+    threads = core.spare_threads
+    try:
+        for t in list(threads):  # forget the ones that have retired
+            if not t.is_alive() and t.ident is not None:
+                threads.discard(t)
+        t = threading.Thread(target=_spare, args=(core,), daemon=False,
+                             name=f"{core.thread_prefix}_spare{_spare_counter()}")
+        threads.add(t)
+        try:
+            t.start()
+        except BaseException:
+            threads.discard(t)
+            raise
+    except Exception as exc:  # noqa: BLE001 - e.g. "can't start new thread"
+        core.release_spare()
+        unraisable(exc, "starting a spare WorkStealingPool thread (the waiter blocks instead)")
+
+
+def _spare(core: _Core) -> None:
+    core.run_spare()
+
+
+def _join_threads(pool: PoolExecutor) -> None:
+    """Wait for every worker and spare thread of pool to exit (but this
+    thread).  Spares are joined until none is left: a spare is only ever
+    started by a live pool thread, so one started meanwhile is seen by a
+    later round."""
+    me = threading.current_thread()
+    for t in pool._threads:
+        if t is not me:
+            t.join()
+    spares = pool._core.spare_threads
+    while True:
+        left = [t for t in list(spares) if t is not me and t.ident is not None and t.is_alive()]
+        if not left:
+            return
+        for t in left:
+            t.join()
+
+
 def help_limit() -> int:
     """How many unrelated tasks a waiting worker may run nested on its own
     stack (see help_until in either core): well below the recursion limit,
@@ -401,8 +492,7 @@ def _python_exit() -> None:
         pool._core.close(PoolClosed("cannot schedule new futures after interpreter shutdown"),
                          False)
     for pool in pools:
-        for t in pool._threads:
-            t.join()
+        _join_threads(pool)
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
@@ -416,12 +506,24 @@ class _ForkedCore:
 
     def __init__(self, nworkers: int) -> None:
         self._nworkers = nworkers
+        # The spare threads of the parent do not exist here either.
+        self.spare_threads: set[threading.Thread] = set()
+        self.thread_prefix = ""
 
     def _refuse(self, *args: Any) -> Any:
         raise PoolClosed("this pool was created before os.fork(): its workers do not exist "
                          "in the child process; create a new pool there")
 
-    execute = submit = submit_batch = help_until = join = run = _refuse
+    execute = submit = submit_batch = help_until = join = run = run_spare = _refuse
+
+    def begin_block(self) -> bool:
+        return False
+
+    def end_block(self) -> None:
+        pass
+
+    def release_spare(self) -> None:
+        pass
 
     def owns_current_thread(self) -> bool:
         return False
@@ -430,8 +532,8 @@ class _ForkedCore:
               *args: Any) -> None:
         pass
 
-    def stats(self) -> tuple[list[tuple[int, int, int]], int]:
-        return [(0, 0, 0)] * self._nworkers, 0
+    def stats(self) -> tuple[list[tuple[int, int, int]], int, tuple[int, int, int], int, int]:
+        return [(0, 0, 0)] * self._nworkers, 0, (0, 0, 0), 0, 0
 
 
 def _after_fork_in_child() -> None:
@@ -509,6 +611,8 @@ class PoolExecutor(Executor):
 
     _core_type: Callable[..., _Core]
     _counter = itertools.count().__next__
+    # Bound on spare threads (see MAX_SPARES); a subclass may lower it.
+    _max_spares = MAX_SPARES
 
     def __init__(self, max_workers: int | None = None, *, thread_name_prefix: str = "",
                  initializer: Callable[..., object] | None = None,
@@ -530,10 +634,11 @@ class PoolExecutor(Executor):
         if not isinstance(thread_name_prefix, str):
             raise TypeError("thread_name_prefix must be a str")
         initargs = tuple(initargs)
-        self._core = self._core_type(max_workers, error_handler)
+        self._core = self._core_type(max_workers, error_handler, self._max_spares)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         prefix = thread_name_prefix or f"WorkStealingPool-{self._counter()}"
+        self._core.thread_prefix = prefix
         self._threads = tuple(
             threading.Thread(target=_worker, name=f"{prefix}_{i}",
                              args=(self._core, i, initializer, initargs))
@@ -661,18 +766,17 @@ class PoolExecutor(Executor):
             self._core.close(PoolClosed("cannot schedule new futures after shutdown"),
                              cancel_futures)
         if wait:
-            me = threading.current_thread()
-            for t in self._threads:
-                if t is not me:
-                    t.join()
+            _join_threads(self)
 
     def stats(self) -> PoolStats:
-        """Per-worker counters and the number of tasks queued or running."""
-        per_worker, pending = self._core.stats()
+        """Per-worker counters, totals (spare threads included), the number
+        of tasks queued or running, and the spare and blocked thread counts."""
+        per_worker, pending, (executed, steals, parks), spares, blocked = self._core.stats()
         workers = tuple(WorkerStats(t.name, *counts)
                         for t, counts in zip(self._threads, per_worker, strict=True))
-        return PoolStats(workers, sum(w.executed for w in workers),
-                         sum(w.steals for w in workers), sum(w.parks for w in workers), pending)
+        return PoolStats(workers, executed + sum(w.executed for w in workers),
+                         steals + sum(w.steals for w in workers),
+                         parks + sum(w.parks for w in workers), pending, spares, blocked)
 
     def __reduce__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")

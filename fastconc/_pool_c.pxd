@@ -73,6 +73,11 @@ cdef class _Worker:
     # _task_done) tuples; see _PoolCore._rescue).
     cdef int depth
     cdef list unsettled
+    # A spare thread's worker (compensation for a blocked thread; see
+    # _PoolCore.begin_block): its deque stays empty (its submissions go to
+    # the injector), it takes from the injector one task at a time and
+    # steals, and it is not in _PoolCore.workers.
+    cdef bint spare
     cdef bint initialised
 
 
@@ -97,6 +102,24 @@ cdef class _PoolCore:
     cdef object closed_error
     cdef object _close_lock
     cdef object error_handler
+    # Compensation, under sleep_mutex (plain words: only ever touched with
+    # it held): pool threads blocked on a future (begin_block .. end_block)
+    # and spare threads alive or reserved.  A spare is started while
+    # spares < blocked (up to max_spares); an idle spare retires while
+    # spares > blocked.
+    cdef Py_ssize_t blocked
+    cdef Py_ssize_t spares
+    cdef readonly Py_ssize_t max_spares
+    # Bookkeeping of the executor (fastconc._executor._start_spare).
+    cdef public object spare_threads
+    cdef public object thread_prefix
+    # Statistics of spare threads, under _spare_lock: live spares' workers
+    # and the sums of retired ones.
+    cdef object _spare_lock
+    cdef set _spare_workers
+    cdef size_t spare_executed
+    cdef size_t spare_steals
+    cdef size_t spare_parks
     cdef bint initialised
     cdef object __weakref__
 
@@ -111,6 +134,7 @@ cdef class _PoolCore:
     cdef void _drain(self, _Worker w) noexcept
     cdef void _run_dependency(self, _Worker w, object task) noexcept
     cdef void _task_done(self) noexcept
+    cdef void _count_executed(self, _Worker w) noexcept
     cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1
     cdef void report(self, object exc) noexcept
     cdef void _abandon(self, PyObject *x, object error) noexcept

@@ -65,6 +65,7 @@ import types
 from concurrent.futures import _base as _futures_base
 
 from fastconc._executor import (
+    MAX_SPARES,
     PoolExecutor,
     abandon_future,
     fresh_error,
@@ -118,6 +119,7 @@ cdef enum:
     PARK_CLOSED       # pool closed and nothing left to do: the worker exits
     PARK_DONE         # the awaited future is done
     PARK_TIMEOUT
+    PARK_RETIRE       # a spare with nothing to do is no longer needed: it exits
 
 
 # ---------------------------------------------------------------- Chase-Lev deque
@@ -522,8 +524,12 @@ cdef class _Task:
     (when it raises, the wrapper itself failed: see _PoolCore._rescue)."""
     cdef object fn
     cdef object future                 # what a failing run() must settle, or None
+    # A _FutureTask's token (see _take): 0 until its owner takes it.  Zeroed
+    # by tp_alloc and set to 0 again by fc_uptr_init before it is queued.
+    cdef fc_atomic_uptr taken
 
-    cdef int run(self, _PoolCore core) except -1:
+    cdef int run(self, _PoolCore core, _Worker w) except -1:
+        """Run it (the caller owns it) and count it executed as it starts."""
         raise NotImplementedError
 
     cdef void abandon(self, object error) noexcept:
@@ -538,7 +544,8 @@ cdef class _Call(_Task):
     cdef tuple args
     cdef dict kwargs
 
-    cdef int run(self, _PoolCore core) except -1:
+    cdef int run(self, _PoolCore core, _Worker w) except -1:
+        core._count_executed(w)
         try:
             if self.kwargs:
                 self.fn(*self.args, **self.kwargs)
@@ -549,15 +556,29 @@ cdef class _Call(_Task):
         return 0
 
 
+cdef inline bint _take(_Task task) noexcept nogil:
+    """A future task's token: of its queue entry and a waiter that found it
+    through future._task (help_until), exactly one takes it, and owns the
+    task from then on: it runs or abandons it, settles its future and counts
+    it done.  The other finds it taken and drops its reference (a skipped
+    queue entry, counted nowhere).  A C-level CAS: it cannot fail half-way."""
+    cdef uintptr_t free_ = 0
+    # relaxed CAS: it only has to pick one winner, which any RMW does; the
+    # task's fields were published to both parties before (by the deque or
+    # injector, or by the future's attribute under the GIL / its lock), and
+    # what the owner does next is ordered by the future's own lock.
+    return fc_uptr_cas_strong_relaxed(&task.taken, &free_, 1)
+
+
 @cython.no_gc
 cdef class _FutureTask(_Task):
-    """A task that settles a PoolFuture; its claim is the future's
-    PENDING -> RUNNING step under the future's lock (PoolFuture._claim), so of
-    this queued copy and a waiter running it as its dependency (help_until),
-    exactly one runs it."""
+    """A task that settles a PoolFuture.  Its owner (see _take) claims the
+    future (PENDING -> RUNNING under its lock, PoolFuture._claim) and runs
+    the call; a cancelled future's task is not run."""
 
-    cdef int run(self, _PoolCore core) except -1:
+    cdef int run(self, _PoolCore core, _Worker w) except -1:
         if self.future._claim():
+            core._count_executed(w)
             self.call()
         return 0
 
@@ -629,6 +650,7 @@ cdef class _Worker:
         fc_uptr_init(&self.runner, 0)
         self.depth = 0
         self.unsettled = []
+        self.spare = False
         self.initialised = True
 
     def __dealloc__(self):
@@ -649,6 +671,8 @@ cdef class _PoolCore:
         fc_size_init(&self.join_waiters, 0)
         fc_size_init(&self.closed, 0)
         fc_i64_init(&self.pending, 0)
+        self.blocked = 0
+        self.spares = 0
         self.initialised = True
 
     def __dealloc__(self):
@@ -658,7 +682,7 @@ cdef class _PoolCore:
             fc_mutex_destroy(&self.sleep_mutex)
             fc_mutex_destroy(&self.join_mutex)
 
-    def __init__(self, Py_ssize_t nworkers, error_handler):
+    def __init__(self, Py_ssize_t nworkers, error_handler, Py_ssize_t max_spares=MAX_SPARES):
         cdef _Worker w
         cdef Py_ssize_t i
         if self.workers is not None:
@@ -675,6 +699,11 @@ cdef class _PoolCore:
         self.injector = Channel(PY_SSIZE_T_MAX)
         self.error_handler = error_handler
         self._close_lock = threading.Lock()
+        self.max_spares = max_spares if max_spares > 0 else 0
+        self.spare_threads = set()
+        self.thread_prefix = ""
+        self._spare_lock = threading.Lock()
+        self._spare_workers = set()
 
     # ------------------------------------------------------------ submitting
 
@@ -694,7 +723,7 @@ cdef class _PoolCore:
         # seq_cst: counted before the task is visible, so join() never sees
         # zero while it is queued; the decrement pairs in _task_done().
         fc_i64_fetch_add_seq_cst(&self.pending, 1)
-        if w is not None:
+        if w is not None and not w.spare:
             # acquire: pairs with the release in close(), so closed_error is set.
             if fc_size_load_acquire(&self.closed):
                 self._task_done()
@@ -749,9 +778,12 @@ cdef class _PoolCore:
         self._push_future_task(future, call)
 
     cdef int _push_future_task(self, object future, object call) except -1:
+        # Plain initialisation: the task is not shared yet; queueing it
+        # publishes this.
+        fc_uptr_init(&(<_Task>call).taken, 0)
         # The link a waiter follows to run this task as its dependency
-        # (help_until); PoolFuture._claim clears it, so the future <-> task
-        # cycle (tasks are not GC-tracked) never outlives the claim.
+        # (help_until); its owner clears it once it took the token, so the
+        # future <-> task cycle (tasks are not GC-tracked) never outlives that.
         future._task = call
         try:
             self._push(call)
@@ -804,7 +836,8 @@ cdef class _PoolCore:
         cdef uint64_t r
         if x != NULL:
             return x
-        if self.injector._recv(batch, INJECTOR_BATCH, &got, 0) == ST_OK and got:
+        # A spare takes one at a time: nobody steals from its deque.
+        if self.injector._recv(batch, 1 if w.spare else INJECTOR_BATCH, &got, 0) == ST_OK and got:
             # The rest go into our (empty, DEQUE_FIRST_SLOTS-sized) deque,
             # where idle workers can steal them.
             # Newest first, so our LIFO pops keep submission order.
@@ -817,7 +850,7 @@ cdef class _PoolCore:
             if got > 1:
                 self._wake_one()
             return batch[0]
-        if self.nworkers < 2:
+        if self.nworkers < 2 and not w.spare:
             return NULL
         # xorshift64: a cheap random first victim spreads thieves out.
         r = w.rng
@@ -838,10 +871,16 @@ cdef class _PoolCore:
     cdef int _run(self, _Worker w, PyObject *x) except -1:
         """Run the task x (an owned reference, consumed)."""
         cdef object task = steal_ref(x)
+        if isinstance(task, _FutureTask) and not _take(<_Task>task):
+            # A waiter ran it as its dependency: this entry is stale.
+            return 0
         try:
             if isinstance(task, _Task):
-                (<_Task>task).run(self)
+                if isinstance(task, _FutureTask):
+                    (<_Task>task).future._task = None
+                (<_Task>task).run(self, w)
             else:
+                self._count_executed(w)
                 task()
         except BaseException as exc:
             # A bare callable from execute(), or the wrapper of a task failing
@@ -850,8 +889,13 @@ cdef class _PoolCore:
         else:
             self._task_done()
         task = None
-        _bump(&w.executed)
         return 0
+
+    cdef void _count_executed(self, _Worker w) noexcept:
+        """Counted as a task starts, so a task whose result a caller has seen
+        is in stats() already.  A spare's counters are read through
+        _spare_workers, then folded into the core's sums when it retires."""
+        _bump(&w.executed)
 
     cdef void _rescue(self, _Worker w, object task, object exc, bint owes_done) noexcept:
         """The wrapper of task raised exc: settle its future with exc (unless
@@ -890,14 +934,15 @@ cdef class _PoolCore:
             return
 
     cdef void _run_dependency(self, _Worker w, object task) noexcept:
-        """Run the awaited future's queued task inline, if nobody claimed it
-        yet.  Its queued copy stays where it is (and keeps its own count in
-        pending); it is skipped when popped.  This run counts in pending too,
-        so join() cannot see idle while it is under way."""
-        # seq_cst: as in _push (counted before the run; _task_done pairs).
-        fc_i64_fetch_add_seq_cst(&self.pending, 1)
+        """Run the awaited future's queued task inline, if nobody took it yet
+        (_take).  Its queue entry stays where it is and is skipped when
+        popped; the task keeps the one count in pending it got when queued,
+        given back once it has run here."""
+        if not _take(<_Task>task):
+            return
         try:
-            (<_Task>task).run(self)
+            (<_Task>task).future._task = None
+            (<_Task>task).run(self, w)
         except BaseException as exc:
             self._rescue(w, task, exc, True)
         else:
@@ -921,7 +966,7 @@ cdef class _PoolCore:
         cdef size_t key
         cdef int st = PARK_WOKEN, spin = 1
         cdef int64_t remaining = -1
-        cdef bint closed
+        cdef bint closed, may_retire
         # seq_cst: pairs with the fence in _wake_one (see there).
         fc_size_fetch_add_seq_cst(&self.sleepers, 1)
         # seq_cst: reading a bumped epoch makes its task visible to the look below.
@@ -939,11 +984,19 @@ cdef class _PoolCore:
                     return PARK_DONE
             elif closed:
                 return PARK_CLOSED
+            may_retire = w.spare and future is None and not w.unsettled
             _bump(&w.parks)
             with nogil:
                 fc_mutex_lock(&self.sleep_mutex)
                 # seq_cst: see _wake_one; the mutex orders it with the bump.
                 while fc_size_load_seq_cst(&self.epoch) == key:
+                    # Only while the epoch is unchanged: nothing was published
+                    # since our look, so retiring loses no wake-up (a later
+                    # publisher's signal goes to a thread really waiting).
+                    if may_retire and self.spares > self.blocked:
+                        self.spares -= 1
+                        st = PARK_RETIRE
+                        break
                     if deadline != FOREVER:
                         remaining = deadline - fc_monotonic_ns()
                         if remaining <= 0:
@@ -990,6 +1043,89 @@ cdef class _PoolCore:
                 self._run(w, x)
         finally:
             fc_current_worker = NULL
+
+    def run_spare(self):
+        """The loop of a spare thread (its slot reserved by begin_block):
+        like run(), but it retires once there are more spares than blocked
+        threads and it has nothing to do."""
+        global fc_current_worker
+        cdef _Worker w
+        cdef PyObject *x
+        cdef int st
+        cdef bint retired = False
+        if fc_current_worker != NULL:
+            self.release_spare()
+            raise RuntimeError("this thread already runs a pool worker")
+        w = _Worker()
+        w.core = self
+        w.index = -1
+        w.spare = True
+        # xorshift state: any non-zero value; the address differs per spare.
+        w.rng = (<uint64_t><uintptr_t><void *>w) * 0x9E3779B97F4A7C15ULL | 1
+        with self._spare_lock:
+            self._spare_workers.add(w)
+        fc_current_worker = <void *>w
+        try:
+            while True:
+                if w.unsettled:
+                    self._drain(w)
+                x = self._find(w)
+                if x == NULL:
+                    st = self._park(w, FOREVER, None, &x)
+                    if st == PARK_RETIRE:
+                        retired = True
+                        return
+                    if st == PARK_CLOSED:
+                        return
+                    if st != PARK_FOUND:
+                        continue
+                self._run(w, x)
+        finally:
+            fc_current_worker = NULL
+            if not retired:
+                self.release_spare()
+            with self._spare_lock:
+                self._spare_workers.discard(w)
+                # relaxed: this thread was the counters' only writer.
+                self.spare_executed += fc_size_load_relaxed(&w.executed)
+                self.spare_steals += fc_size_load_relaxed(&w.steals)
+                self.spare_parks += fc_size_load_relaxed(&w.parks)
+
+    def begin_block(self):
+        """This pool thread is about to block on a future: count it blocked,
+        and say whether the caller must start a spare thread (its slot
+        reserved here) so that max_workers threads stay unblocked.  Parked
+        threads are woken to look again: the blocked thread's deque is
+        theirs now."""
+        cdef bint spawn
+        with nogil:
+            fc_mutex_lock(&self.sleep_mutex)
+            self.blocked += 1
+            spawn = self.spares < self.blocked and self.spares < self.max_spares
+            if spawn:
+                self.spares += 1
+            fc_mutex_unlock(&self.sleep_mutex)
+            self._wake_all()
+        return spawn
+
+    def end_block(self):
+        cdef bint surplus
+        with nogil:
+            fc_mutex_lock(&self.sleep_mutex)
+            self.blocked -= 1
+            surplus = self.spares > self.blocked
+            fc_mutex_unlock(&self.sleep_mutex)
+            if surplus:
+                # Idle spares look again, and retire (see _park).
+                self._wake_all()
+
+    def release_spare(self):
+        """A spare slot given back: its thread could not start, or it exits
+        for another reason than retiring (the pool closed)."""
+        with nogil:
+            fc_mutex_lock(&self.sleep_mutex)
+            self.spares -= 1
+            fc_mutex_unlock(&self.sleep_mutex)
 
     def owns_current_thread(self):
         """True when the calling thread is one of this pool's workers."""
@@ -1129,7 +1265,13 @@ cdef class _PoolCore:
 
     cdef void _abandon(self, PyObject *x, object error) noexcept:
         cdef object task = steal_ref(x)
-        if isinstance(task, _Task) and not isinstance(task, _Call):
+        if isinstance(task, _FutureTask):
+            if not _take(<_Task>task):
+                return  # stale: its owner ran it and counted it done
+            try:
+                (<_Task>task).future._task = None
+            except BaseException:
+                pass  # only a link that breaks a cycle; abandon() settles it
             (<_Task>task).abandon(error)
         elif error is not None:
             # An execute() task (a _Call or a bare callable) of a broken
@@ -1142,12 +1284,28 @@ cdef class _PoolCore:
     # ------------------------------------------------------------ stats
 
     def stats(self):
-        """[(executed, steals, parks) per worker], tasks queued or running."""
+        """[(executed, steals, parks) per worker], tasks queued or running,
+        (executed, steals, parks) of spare threads, spares alive, threads
+        blocked."""
         cdef _Worker w
+        cdef size_t executed, steals, parks
+        cdef Py_ssize_t spares, blocked
         # relaxed: a snapshot of counters, no ordering wanted.
         per_worker = [(fc_size_load_relaxed(&w.executed), fc_size_load_relaxed(&w.steals),
                        fc_size_load_relaxed(&w.parks)) for w in self.workers]
-        return per_worker, fc_i64_load_relaxed(&self.pending)
+        with self._spare_lock:
+            executed, steals, parks = self.spare_executed, self.spare_steals, self.spare_parks
+            for w in self._spare_workers:
+                # relaxed: as above.
+                executed += fc_size_load_relaxed(&w.executed)
+                steals += fc_size_load_relaxed(&w.steals)
+                parks += fc_size_load_relaxed(&w.parks)
+        with nogil:
+            fc_mutex_lock(&self.sleep_mutex)
+            spares, blocked = self.spares, self.blocked
+            fc_mutex_unlock(&self.sleep_mutex)
+        return (per_worker, fc_i64_load_relaxed(&self.pending), (executed, steals, parks),
+                spares, blocked)
 
     @property
     def max_workers(self):

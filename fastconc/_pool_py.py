@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from fastconc._channel_py import _deadline, _wait
 from fastconc._executor import (
+    MAX_SPARES,
     PoolExecutor,
     abandon_future,
     fresh_error,
@@ -99,7 +100,9 @@ class _Task:
     __slots__ = ("fn",)
     future: Future[Any] | None = None  # the future a failure of run() must settle
 
-    def run(self, core: _PoolCore) -> None:
+    def run(self, core: _PoolCore, worker: _Worker) -> None:
+        """Run (the caller owns the task: see _take) and count it in
+        worker.executed as it starts."""
         raise NotImplementedError
 
     def abandon(self, error: BaseException | None) -> None:
@@ -115,7 +118,8 @@ class _Call(_Task):
         self.args = args
         self.kwargs = kwargs
 
-    def run(self, core: _PoolCore) -> None:
+    def run(self, core: _PoolCore, worker: _Worker) -> None:
+        worker.executed += 1
         try:
             self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -126,11 +130,11 @@ class _FutureTask(_Task):
     __slots__ = ("future",)
     future: Future[Any]
 
-    def run(self, core: _PoolCore) -> None:
-        # The claim is the future's PENDING -> RUNNING step, under its lock:
-        # of this queued copy and a waiter running the task as its
-        # dependency (help_until), exactly one runs it.
+    def run(self, core: _PoolCore, worker: _Worker) -> None:
+        # The caller took the task's token (_take); the claim is the
+        # future's PENDING -> RUNNING step (a cancelled future: not run).
         if self.future._claim():  # type: ignore[attr-defined]
+            worker.executed += 1
             self.call()
 
     def call(self) -> None:
@@ -187,11 +191,27 @@ class _BatchCall(_FutureTask):
         future.set_result((results, failure))
 
 
-class _Worker:
-    __slots__ = ("deque", "depth", "executed", "index", "parks", "rng", "steals", "unsettled")
+def _take(task: _FutureTask) -> bool:
+    """The task's token: of its queued entry and a waiter that found it
+    through future._task (help_until), exactly one takes it, and owns the
+    task from then on: it runs or abandons it, settles its future, counts it
+    done.  The other finds it taken and leaves it alone (a skipped queue
+    entry, counted nowhere).  One dict.pop: atomic under the GIL and under
+    the dict's own lock on free-threaded builds, and it allocates nothing,
+    so it cannot fail half-way; it also drops the future -> task link."""
+    return task.future.__dict__.pop("_task", None) is task
 
-    def __init__(self, index: int) -> None:
+
+class _Worker:
+    __slots__ = ("deque", "depth", "executed", "index", "parks", "rng", "spare", "steals",
+                 "unsettled")
+
+    def __init__(self, index: int, spare: bool = False) -> None:
         self.index = index
+        # A spare thread (compensation for a blocked worker): no deque of its
+        # own (its submissions go to the injector), takes from the injector
+        # and steals, and retires when no longer needed.
+        self.spare = spare
         self.deque: deque[object] = deque()
         # Its own generator: the random module's shared one belongs to the
         # application (a seeded sequence must not shift because a pool
@@ -212,7 +232,8 @@ class _PoolCore:
     """Deques, injector, parking and the task loop of one WorkStealingPool."""
 
     def __init__(self, nworkers: int,
-                 error_handler: Callable[[BaseException], object] | None) -> None:
+                 error_handler: Callable[[BaseException], object] | None,
+                 max_spares: int = MAX_SPARES) -> None:
         self.workers = tuple(_Worker(i) for i in range(nworkers))
         self.max_workers = nworkers
         self.error_handler = error_handler
@@ -229,6 +250,19 @@ class _PoolCore:
         self._idle = threading.Condition(threading.Lock())
         self._pending = 0
         self._local = threading.local()
+        # Compensation, under _lock: pool threads blocked on a future
+        # (begin_block .. end_block) and spare threads alive (or reserved).
+        # begin_block starts a spare while spares < blocked; an idle spare
+        # retires while spares > blocked.
+        self.max_spares = max_spares
+        self._blocked = 0
+        self._spares = 0
+        self.spare_threads: set[threading.Thread] = set()
+        self.thread_prefix = ""
+        # Statistics of spare threads: live ones, and the sums of retired ones
+        # (under _lock).
+        self._spare_workers: set[_Worker] = set()
+        self._spare_totals = (0, 0, 0)
 
     # ---------------------------------------------------------------- submitting
 
@@ -240,7 +274,7 @@ class _PoolCore:
         with self._idle:
             self._pending += 1
         worker = self._current()
-        if worker is not None:
+        if worker is not None and not worker.spare:
             if self._closed:
                 self._task_done()
                 raise fresh_error(self._closed_error)  # type: ignore[arg-type]
@@ -318,6 +352,9 @@ class _PoolCore:
         injector = self._injector
         if not injector:
             return None
+        if worker.spare:
+            # No deque to leave the rest in (nobody steals from a spare).
+            return injector.popleft()
         batch = [injector.popleft() for _ in range(min(_INJECTOR_BATCH, len(injector)))]
         worker.deque.extend(reversed(batch[1:]))  # LIFO pops keep submission order
         if len(batch) > 1 and self._sleepers:
@@ -327,7 +364,7 @@ class _PoolCore:
     def _steal(self, worker: _Worker) -> object | None:
         workers = self.workers
         n = len(workers)
-        if n > 1:
+        if n > 1 or worker.spare:
             start = worker.rng.randrange(n)
             for i in range(n):
                 victim = workers[(start + i) % n]
@@ -342,10 +379,14 @@ class _PoolCore:
         return None
 
     def _run(self, worker: _Worker, task: object) -> None:
+        if isinstance(task, _FutureTask) and not _take(task):
+            # A waiter ran it as its dependency: this entry is stale.
+            return
         try:
             if isinstance(task, _Task):
-                task.run(self)
+                task.run(self, worker)
             else:
+                worker.executed += 1
                 task()  # type: ignore[operator]
         except BaseException as exc:
             # The task's own errors never get here (run() gives them to its
@@ -357,7 +398,6 @@ class _PoolCore:
             except BaseException:
                 worker.unsettled.append((None, None, True))
         del task
-        worker.executed += 1
 
     def _rescue(self, worker: _Worker, task: object, exc: BaseException,
                 owes_done: bool) -> None:
@@ -399,7 +439,9 @@ class _PoolCore:
 
     def _park(self, worker: _Worker, deadline: float | None,
               future: Future[Any] | None) -> tuple[str, object | None]:
-        """Re-check everything under the lock, then sleep on it."""
+        """Re-check everything under the lock, then sleep on it.  A spare
+        with nothing to do retires here ("retire", its slot given back)
+        when there are more spares than blocked threads."""
         with self._lock:
             self._sleepers += 1
             try:
@@ -414,6 +456,9 @@ class _PoolCore:
                         return "done", None
                 elif closed:
                     return "closed", None
+                elif worker.spare and self._spares > self._blocked and not worker.unsettled:
+                    self._spares -= 1
+                    return "retire", None
                 worker.parks += 1
                 if deadline is None:
                     self._wakeup.wait()
@@ -448,6 +493,68 @@ class _PoolCore:
                 self._run(worker, task)
         finally:
             self._local.worker = None
+
+    def run_spare(self) -> None:
+        """The loop of a spare thread (its slot reserved by begin_block):
+        like run(), but it retires once there are more spares than blocked
+        threads and it has nothing to do."""
+        if getattr(self._local, "worker", None) is not None:
+            self.release_spare()
+            raise RuntimeError("this thread already runs a pool worker")
+        worker = _Worker(-1, spare=True)
+        with self._lock:
+            self._spare_workers.add(worker)
+        self._local.worker = worker
+        retired = False
+        try:
+            while True:
+                if worker.unsettled:
+                    self._drain(worker)
+                task = self._find(worker)
+                if task is None:
+                    state, task = self._park(worker, None, None)
+                    if state == "retire":
+                        retired = True
+                        return
+                    if state == "closed":
+                        return
+                    if state != "found":
+                        continue
+                self._run(worker, task)
+        finally:
+            self._local.worker = None
+            with self._lock:
+                if not retired:
+                    self._spares -= 1
+                self._spare_workers.discard(worker)
+                executed, steals, parks = self._spare_totals
+                self._spare_totals = (executed + worker.executed, steals + worker.steals,
+                                      parks + worker.parks)
+
+    def begin_block(self) -> bool:
+        """This pool thread is about to block on a future: count it blocked,
+        and say whether the caller must start a spare thread (slot reserved
+        here) so that max_workers threads stay unblocked.  Parked threads
+        are woken to look again: the blocked thread's deque is theirs now."""
+        with self._lock:
+            self._blocked += 1
+            spawn = self._spares < self._blocked and self._spares < self.max_spares
+            if spawn:
+                self._spares += 1
+            self._wakeup.notify_all()
+        return spawn
+
+    def end_block(self) -> None:
+        with self._lock:
+            self._blocked -= 1
+            if self._spares > self._blocked:
+                # Idle spares look again, and retire.
+                self._wakeup.notify_all()
+
+    def release_spare(self) -> None:
+        """The spare thread begin_block reserved could not start."""
+        with self._lock:
+            self._spares -= 1
 
     def owns_current_thread(self) -> bool:
         return self._current() is not None
@@ -504,14 +611,14 @@ class _PoolCore:
         return True
 
     def _run_dependency(self, worker: _Worker, task: _FutureTask) -> None:
-        """Run the awaited future's queued task inline, if nobody claimed it
-        yet.  Its queued copy stays where it is (and keeps its place in
-        pending); it is skipped when popped.  This run counts in pending of
-        its own, so join() cannot see idle while it is under way."""
-        with self._idle:
-            self._pending += 1
+        """Run the awaited future's queued task inline, if nobody took it
+        yet (_take).  Its queue entry stays where it is and is skipped when
+        popped; the task keeps the one count in pending it got when queued,
+        given back once it has run here."""
+        if not _take(task):
+            return
         try:
-            task.run(self)
+            task.run(self, worker)
         except BaseException as exc:
             self._rescue(worker, task, exc, True)
         else:
@@ -552,6 +659,8 @@ class _PoolCore:
                         break
         for task in drained:
             if isinstance(task, _FutureTask):
+                if not _take(task):
+                    continue  # stale: its owner ran it and counted it done
                 task.abandon(fail_with)  # never raises (abandon_future reports its own errors)
             elif fail_with is not None:
                 # An execute() task (a _Call or a bare callable) of a broken
@@ -561,8 +670,16 @@ class _PoolCore:
                 self.report(fail_with)
             self._task_done()
 
-    def stats(self) -> tuple[list[tuple[int, int, int]], int]:
-        return [(w.executed, w.steals, w.parks) for w in self.workers], self._pending
+    def stats(self) -> tuple[list[tuple[int, int, int]], int, tuple[int, int, int], int, int]:
+        with self._lock:
+            executed, steals, parks = self._spare_totals
+            for w in self._spare_workers:
+                executed += w.executed
+                steals += w.steals
+                parks += w.parks
+            spares, blocked = self._spares, self._blocked
+        return ([(w.executed, w.steals, w.parks) for w in self.workers], self._pending,
+                (executed, steals, parks), spares, blocked)
 
 
 class WorkStealingPool(PoolExecutor):

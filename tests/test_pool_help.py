@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import JOIN_TIMEOUT
 
-from fastconc._executor import PoolFuture
+from fastconc._executor import MAX_SPARES, PoolFuture, help_limit
 
 T = JOIN_TIMEOUT
 
@@ -114,7 +114,178 @@ def test_dependency_run_inline_is_not_run_again(impl):
         assert p.submit(parent).result(T) == sum(range(20))
         assert p.join(T)
         assert runs == Counter({i: 1 for i in range(20)})
-        assert p.stats().pending == 0
+        stats = p.stats()
+        # Each task counted once, wherever it ran; skipped entries nowhere.
+        assert (stats.executed, stats.pending) == (21, 0)
+
+
+# ---------------------------------------------------------------- compensation
+
+
+def _pool_threads(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix + "_")]
+
+
+def _unique_prefix(name: str) -> str:
+    # Unique per pool: pytest-run-parallel runs a test in several threads.
+    return f"{name}-{threading.get_ident()}-{id(object())}"
+
+
+def test_blocked_worker_is_compensated_by_a_spare_thread(impl):
+    """One worker, a chain of 100 tasks: task i waits on gates[i], which
+    task i + 1 sets as it starts.  The worker nests tasks while helping up
+    to help_limit() levels, then must block on its gate: without a spare
+    the task that would set it stays queued behind it forever.  With
+    compensation a spare thread takes over (and another when that one
+    blocks too), the chain completes, and the spares retire afterwards."""
+    n = 100
+    prefix = _unique_prefix("compensated")
+    with impl.WorkStealingPool(1, thread_name_prefix=prefix) as p:
+        gates = [p.create_future() for _ in range(n)]
+        ran_on: set[threading.Thread] = set()
+
+        def task(i: int) -> int:
+            ran_on.add(threading.current_thread())
+            if i:
+                gates[i - 1].set_result(i)
+            # A submission from wherever this runs (a spare's goes to the
+            # injector), run inline as the waiter's dependency.
+            assert p.submit(abs, -i).result(T) == i
+            if i < n - 1:
+                assert gates[i].result(T) == i + 1
+            return i
+
+        futures = [p.submit(task, i) for i in range(n)]
+        done, not_done = cf.wait(futures, timeout=T)
+        assert not not_done, f"{len(not_done)} tasks never finished (no compensation?)"
+        assert [f.result(0) for f in futures] == list(range(n))
+        assert p.join(T)
+        spares = ran_on - set(p._threads)
+        assert spares, "the chain cannot complete on the worker alone"
+        assert len(spares) <= MAX_SPARES
+        # Idle and no longer needed, every spare retires on its own.
+        for t in spares:
+            t.join(T)
+            assert not t.is_alive()
+        stats = p.stats()
+        assert (stats.spares, stats.blocked, stats.pending) == (0, 0, 0)
+        assert stats.executed == 2 * n  # spares' tasks included, each once
+        assert _pool_threads(prefix) == list(p._threads)
+    assert _pool_threads(prefix) == []
+
+
+def test_spare_threads_are_bounded_and_past_the_bound_a_worker_blocks(impl):
+    """Every task waits on one gate the test completes.  Each thread nests
+    help_limit() + 1 of them, then blocks; with at most 2 spares, 3 threads
+    block and then nothing runs until the gate opens: no third spare is
+    started.  Then all complete, and the spares retire."""
+    bound = 2
+
+    class SmallPool(impl.WorkStealingPool):  # type: ignore[name-defined,misc]
+        _max_spares = bound
+
+    per_thread = help_limit() + 1
+    stall = (1 + bound) * per_thread
+    n = stall + 20
+    prefix = _unique_prefix("bounded")
+    with SmallPool(1, thread_name_prefix=prefix) as p:
+        gate = p.create_future()
+        cond = threading.Condition()
+        started = 0
+        most_spares = 0
+        ran_on: set[threading.Thread] = set()
+
+        def task() -> int:
+            nonlocal started, most_spares
+            spares = p.stats().spares
+            with cond:
+                started += 1
+                most_spares = max(most_spares, spares)
+                ran_on.add(threading.current_thread())
+                cond.notify_all()
+            return gate.result(T) + 1
+
+        futures = [p.submit(task) for _ in range(n)]
+        with cond:
+            assert cond.wait_for(lambda: started >= stall, timeout=T), started
+        assert started == stall
+        gate.set_result(0)
+        done, not_done = cf.wait(futures, timeout=T)
+        assert not not_done
+        assert all(f.result(0) == 1 for f in futures)
+        assert p.join(T)
+        assert started == n
+        assert most_spares <= bound
+        spares = ran_on - set(p._threads)
+        assert len(spares) == bound
+        for t in spares:
+            t.join(T)
+            assert not t.is_alive()
+        assert (p.stats().spares, p.stats().blocked) == (0, 0)
+    assert _pool_threads(prefix) == []
+
+
+def test_no_spares_means_blocking_as_before(impl):
+    """_max_spares = 0: a worker past the help limit blocks uncompensated
+    (the documented behaviour beyond the bound); work resumes once the
+    outside completes what it waits on."""
+
+    class NoSpares(impl.WorkStealingPool):  # type: ignore[name-defined,misc]
+        _max_spares = 0
+
+    prefix = _unique_prefix("nospares")
+    n = help_limit() + 5
+    with NoSpares(1, thread_name_prefix=prefix) as p:
+        gate = p.create_future()
+        cond = threading.Condition()
+        started = 0
+
+        def task() -> int:
+            nonlocal started
+            with cond:
+                started += 1
+                cond.notify_all()
+            return gate.result(T)
+
+        futures = [p.submit(task) for _ in range(n)]
+        with cond:
+            assert cond.wait_for(lambda: started == help_limit() + 1, timeout=T)
+        assert p.stats().spares == 0
+        gate.set_result(3)
+        done, not_done = cf.wait(futures, timeout=T)
+        assert not not_done and all(f.result(0) == 3 for f in futures)
+        assert _pool_threads(prefix) == list(p._threads)
+
+
+def test_shutdown_joins_spare_threads(impl):
+    """shutdown(wait=True) returns only once the spares have exited too."""
+    prefix = _unique_prefix("shutdown")
+    p = impl.WorkStealingPool(1, thread_name_prefix=prefix)
+    gate = p.create_future()
+    cond = threading.Condition()
+    started = 0
+
+    def task() -> int:
+        nonlocal started
+        with cond:
+            started += 1
+            cond.notify_all()
+        return gate.result(T)
+
+    per_thread = help_limit() + 1
+    futures = [p.submit(task) for _ in range(2 * per_thread + 3)]
+    with cond:
+        # The worker and a first spare are blocked, a second spare runs.
+        assert cond.wait_for(lambda: started > 2 * per_thread, timeout=T)
+    assert p.stats().spares >= 1
+    p.shutdown(wait=False)
+    gate.set_result(5)
+    closer = threading.Thread(target=p.shutdown)
+    closer.start()
+    closer.join(T)
+    assert not closer.is_alive()
+    assert _pool_threads(prefix) == []
+    assert all(f.result(0) == 5 for f in futures)
 
 
 # ---------------------------------------------------------------- fault injection
