@@ -591,14 +591,29 @@ class PoolExecutor(Executor):
       :class:`~concurrent.futures.Future` objects.
     * A worker that waits on a future of its own pool (``result()`` or
       ``exception()``) runs other queued tasks meanwhile, so recursive
-      fork-join completes with any number of workers.
+      fork-join completes with any number of workers: first the awaited
+      future's own task if it is still queued, then unrelated tasks, nested
+      on its stack, but at most ``help_limit()`` (32 with the default
+      recursion limit) levels deep.
+    * Past that depth the worker blocks, and the pool *compensates*, as
+      Java's ForkJoinPool does: it starts a spare thread (named
+      ``<prefix>_spare<N>``) so that ``max_workers`` threads keep running
+      tasks.  A spare takes work from the shared queue and steals from the
+      workers; it retires once idle when no longer needed.  At most
+      ``MAX_SPARES`` (256) spares run at once; beyond that, a worker that
+      must wait simply blocks.  ``shutdown(wait=True)`` joins the spares
+      too.  Only ``result()``/``exception()`` on this pool's own futures
+      are compensated (not ``threading`` waits, ``concurrent.futures.wait``
+      or ``as_completed``).
     * ``execute(fn, *args, **kwargs)``: fire-and-forget, no Future; its
       exceptions go to ``error_handler(exc)`` (default: reported like
       :func:`threading.excepthook`) and never stop a worker.
     * ``join(timeout=None)``: wait until no task is queued or running.
     * ``map(..., chunksize=None)`` runs items in chunks (picked from the
       number of items and workers when not given).
-    * ``stats()``: tasks executed, steals and parks, per worker.
+    * ``stats()``: tasks executed, steals and parks, per worker and in all
+      (spares included), tasks pending (each submitted task counted once
+      until its future settled), spare threads alive, threads blocked.
 
     ``max_workers`` defaults to the number of CPUs this process may use (at
     most 4096: every worker is a thread started at construction).

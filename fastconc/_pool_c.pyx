@@ -64,8 +64,8 @@ import threading
 import types
 from concurrent.futures import _base as _futures_base
 
+from fastconc._executor import MAX_SPARES as _MAX_SPARES  # private: no stub entry
 from fastconc._executor import (
-    MAX_SPARES,
     PoolExecutor,
     abandon_future,
     fresh_error,
@@ -682,7 +682,7 @@ cdef class _PoolCore:
             fc_mutex_destroy(&self.sleep_mutex)
             fc_mutex_destroy(&self.join_mutex)
 
-    def __init__(self, Py_ssize_t nworkers, error_handler, Py_ssize_t max_spares=MAX_SPARES):
+    def __init__(self, Py_ssize_t nworkers, error_handler, Py_ssize_t max_spares=_MAX_SPARES):
         cdef _Worker w
         cdef Py_ssize_t i
         if self.workers is not None:
@@ -1053,19 +1053,20 @@ cdef class _PoolCore:
         cdef PyObject *x
         cdef int st
         cdef bint retired = False
-        if fc_current_worker != NULL:
-            self.release_spare()
-            raise RuntimeError("this thread already runs a pool worker")
-        w = _Worker()
-        w.core = self
-        w.index = -1
-        w.spare = True
-        # xorshift state: any non-zero value; the address differs per spare.
-        w.rng = (<uint64_t><uintptr_t><void *>w) * 0x9E3779B97F4A7C15ULL | 1
-        with self._spare_lock:
-            self._spare_workers.add(w)
-        fc_current_worker = <void *>w
+        w = None
         try:
+            # Inside the try: whatever fails here still gives the slot back.
+            if fc_current_worker != NULL:
+                raise RuntimeError("this thread already runs a pool worker")
+            w = _Worker()
+            w.core = self
+            w.index = -1
+            w.spare = True
+            # xorshift state: any non-zero value; the address differs per spare.
+            w.rng = (<uint64_t><uintptr_t><void *>w) * 0x9E3779B97F4A7C15ULL | 1
+            with self._spare_lock:
+                self._spare_workers.add(w)
+            fc_current_worker = <void *>w
             while True:
                 if w.unsettled:
                     self._drain(w)
@@ -1081,15 +1082,17 @@ cdef class _PoolCore:
                         continue
                 self._run(w, x)
         finally:
-            fc_current_worker = NULL
+            if w is not None and fc_current_worker == <void *>w:
+                fc_current_worker = NULL
             if not retired:
                 self.release_spare()
-            with self._spare_lock:
-                self._spare_workers.discard(w)
-                # relaxed: this thread was the counters' only writer.
-                self.spare_executed += fc_size_load_relaxed(&w.executed)
-                self.spare_steals += fc_size_load_relaxed(&w.steals)
-                self.spare_parks += fc_size_load_relaxed(&w.parks)
+            if w is not None:
+                with self._spare_lock:
+                    self._spare_workers.discard(w)
+                    # relaxed: this thread was the counters' only writer.
+                    self.spare_executed += fc_size_load_relaxed(&w.executed)
+                    self.spare_steals += fc_size_load_relaxed(&w.steals)
+                    self.spare_parks += fc_size_load_relaxed(&w.parks)
 
     def begin_block(self):
         """This pool thread is about to block on a future: count it blocked,

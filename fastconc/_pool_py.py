@@ -498,15 +498,16 @@ class _PoolCore:
         """The loop of a spare thread (its slot reserved by begin_block):
         like run(), but it retires once there are more spares than blocked
         threads and it has nothing to do."""
-        if getattr(self._local, "worker", None) is not None:
-            self.release_spare()
-            raise RuntimeError("this thread already runs a pool worker")
-        worker = _Worker(-1, spare=True)
-        with self._lock:
-            self._spare_workers.add(worker)
-        self._local.worker = worker
         retired = False
+        worker: _Worker | None = None
         try:
+            # Inside the try: whatever fails here still gives the slot back.
+            if getattr(self._local, "worker", None) is not None:
+                raise RuntimeError("this thread already runs a pool worker")
+            worker = _Worker(-1, spare=True)
+            with self._lock:
+                self._spare_workers.add(worker)
+            self._local.worker = worker
             while True:
                 if worker.unsettled:
                     self._drain(worker)
@@ -522,14 +523,16 @@ class _PoolCore:
                         continue
                 self._run(worker, task)
         finally:
-            self._local.worker = None
+            if worker is not None and getattr(self._local, "worker", None) is worker:
+                self._local.worker = None
             with self._lock:
                 if not retired:
                     self._spares -= 1
-                self._spare_workers.discard(worker)
-                executed, steals, parks = self._spare_totals
-                self._spare_totals = (executed + worker.executed, steals + worker.steals,
-                                      parks + worker.parks)
+                if worker is not None:
+                    self._spare_workers.discard(worker)
+                    executed, steals, parks = self._spare_totals
+                    self._spare_totals = (executed + worker.executed, steals + worker.steals,
+                                          parks + worker.parks)
 
     def begin_block(self) -> bool:
         """This pool thread is about to block on a future: count it blocked,
