@@ -35,7 +35,7 @@ def sanitizer_flags():
     )
 
 # One extension per compiled module; each includes the shared headers.
-MODULES = ["_channel_c", "_pool_c", "_ring_c"]
+MODULES = ["_channel_c", "_deque_c", "_pool_c", "_ring_c"]
 
 FALLBACK_WARNING = """
 ********************************************************************************
@@ -88,7 +88,7 @@ def extensions():
         Extension(
             f"fastconc.{name}",
             [f"fastconc/{name}.pyx"],
-            include_dirs=["fastconc/include"],
+            include_dirs=["fastconc/_support"],
             # MSVC has <stdatomic.h> only behind these switches (VS 17.5+).
             extra_compile_args=(["/std:c11", "/experimental:c11atomics"] if os.name == "nt"
                                 else ["-O2", "-std=c11", *san_compile]),

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fastconc import _workloads
+from fastconc._bench import workloads as _workloads
 
 
 def scaled(n: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 from conftest import scaled
 
 from fastconc import Actor, ActorSystem, _impl
-from fastconc._workloads import counting_actor, pykka_counter, tell_until_handled
+from fastconc._bench.workloads import counting_actor, pykka_counter, tell_until_handled
 
 TELLS = scaled(50_000)
 ASKS = scaled(5_000)

@@ -18,7 +18,7 @@ import pybreaker
 import pytest
 from conftest import scaled
 
-from fastconc._workloads import bare_call, breaker_calls
+from fastconc._bench.workloads import bare_call, breaker_calls
 from fastconc.breaker import CircuitBreaker
 
 CALLS = scaled(100_000)

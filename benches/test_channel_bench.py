@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from conftest import contender_params, scaled
 
-from fastconc import _workloads as w
+from fastconc._bench import workloads as w
 
 PAIRS = scaled(100_000)
 CROSS = scaled(1_000_000)

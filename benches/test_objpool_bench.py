@@ -13,7 +13,7 @@ import pytest
 from conftest import scaled
 
 from fastconc import _impl
-from fastconc._workloads import borrow_return
+from fastconc._bench.workloads import borrow_return
 from fastconc.objpool import ObjectPool
 
 PAIRS = scaled(100_000)

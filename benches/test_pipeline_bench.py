@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import scaled
 
-from fastconc import _workloads as w
+from fastconc._bench import workloads as w
 
 ITEMS = scaled(1_000_000)
 

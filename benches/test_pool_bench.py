@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import scaled
 
-from fastconc import _workloads as w
+from fastconc._bench import workloads as w
 
 TASKS = scaled(50_000)
 MAP_ITEMS = scaled(100_000)

@@ -9,7 +9,7 @@ import pytest
 from conftest import scaled
 
 from fastconc import _impl
-from fastconc import _workloads as w
+from fastconc._bench import workloads as w
 
 PAIRS = scaled(200_000)
 TRANSFER = scaled(10_000_000)

@@ -40,7 +40,7 @@ else:
     WorkStealingDeque = selected.WorkStealingDeque
     WorkStealingPool = selected.WorkStealingPool
 
-from fastconc._executor import PoolStats, WorkerStats
+from fastconc._support.executor import PoolStats, WorkerStats
 
 # The high layer, written once on the primitives above (imports them from here).
 from fastconc.actors import Actor, ActorRef, ActorSystem, Terminated  # noqa: E402
@@ -90,7 +90,7 @@ __all__ = [
 
 def get_include() -> str:
     """Directory of fastconc's C headers, for extensions that cimport fastconc."""
-    return os.path.join(os.path.dirname(__file__), "include")
+    return os.path.join(os.path.dirname(__file__), "_support")
 
 
 del selected

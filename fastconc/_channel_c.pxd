@@ -12,7 +12,7 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
-from fastconc._sync cimport fc_cond, fc_mutex
+from fastconc._support.sync cimport fc_cond, fc_mutex
 
 
 # Results of _send / _recv and their nogil slow paths.
@@ -22,11 +22,6 @@ cdef enum:
     ST_CLOSED
     ST_SIGNALS
     ST_NOMEM
-
-
-# None -> -1 (wait forever); otherwise a validated absolute deadline in
-# monotonic nanoseconds.  Shared with the pool (fastconc._pool_c).
-cdef int64_t _deadline(object timeout) except -2
 
 
 cdef struct ObjRing:

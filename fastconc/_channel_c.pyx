@@ -15,8 +15,9 @@ from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
-from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
-from fastconc._sync cimport (
+from fastconc._support.deadline cimport FOREVER, deadline_ns
+from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.sync cimport (
     FC_WAIT_CHECK_SIGNALS,
     fc_cond,
     fc_cond_broadcast,
@@ -35,7 +36,7 @@ import operator
 import sys
 import types
 
-from fastconc._args import maxsize_arg, timeout_overflow
+from fastconc._support.args import maxsize_arg
 from fastconc.errors import ChannelClosed, Empty, Full, Timeout
 
 
@@ -45,8 +46,7 @@ cdef extern from "Python.h":
     void list_steal_item "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
 
 
-# Deadlines are monotonic nanoseconds; these two are special.
-cdef int64_t FOREVER = -1
+# Deadlines are monotonic nanoseconds (FOREVER: none); 0 is already past.
 cdef int64_t NO_WAIT = 0
 
 cdef enum:
@@ -60,34 +60,6 @@ cdef enum:
 # holder: with more busy threads than cores (a 3-stage pipeline on 2 cores)
 # that cost a compiled pipeline 3x its throughput.
 cdef int SPIN_FIRST_WAIT = 0 if getattr(sys, "_is_gil_enabled", lambda: True)() else 1
-
-# Past ~30 years a timeout is as good as none, and int64 ns would overflow.
-cdef double MAX_TIMEOUT_S = 1e9
-
-
-cdef int64_t _deadline(object timeout) except -2:
-    """None -> FOREVER; otherwise validate and turn into an absolute deadline."""
-    cdef double t
-    if timeout is None:
-        return FOREVER
-    if isinstance(timeout, (str, bytes)):
-        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
-    try:
-        t = timeout
-    except TypeError:
-        raise TypeError(
-            f"timeout must be a number or None, not {type(timeout).__name__}") from None
-    except OverflowError:
-        # 10**400: name the argument, with the fallback's wording.
-        raise timeout_overflow(timeout) from None
-    if t != t:
-        raise ValueError("timeout must not be NaN")
-    if t < 0:
-        raise ValueError("timeout must be a non-negative number")
-    if t > MAX_TIMEOUT_S:
-        return FOREVER
-    return fc_monotonic_ns() + <int64_t>(t * 1e9)
-
 
 cdef Py_ssize_t _positive_index(object value, str name) except -1:
     """An int >= 1 (bool refused: Channel(True) is surely a mistake)."""
@@ -489,7 +461,7 @@ cdef class Channel(_BlockingRing):
         Raises Timeout when ``timeout`` seconds pass first, ChannelClosed when
         the channel is (or gets) closed.
         """
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef PyObject *p = <PyObject *>item
         cdef Py_ssize_t done = 0
         cdef int st
@@ -528,7 +500,7 @@ cdef class Channel(_BlockingRing):
         all could be sent, Timeout or ChannelClosed is raised instead.  A
         non-sequence iterable is read to the end before anything is sent.
         """
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef tuple seq = items if type(items) is tuple else tuple(items)
         cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
         cdef PyObject **ptrs = PySequence_Fast_ITEMS(seq)
@@ -557,7 +529,7 @@ cdef class Channel(_BlockingRing):
         Raises Timeout when ``timeout`` seconds pass first, ChannelClosed once
         the channel is closed and drained.
         """
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef PyObject *p = NULL
         cdef Py_ssize_t got = 0
         cdef int st = self._recv(&p, 1, &got, deadline)
@@ -590,7 +562,7 @@ cdef class Channel(_BlockingRing):
         ChannelClosed once the channel is closed and drained.
         """
         cdef Py_ssize_t want = _positive_index(max_items, "max_items")
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef PyObject *one = NULL
         cdef PyObject **buf = &one
         cdef Py_ssize_t i, got = 0, got_taken = 0
@@ -653,7 +625,7 @@ cdef inline Py_ssize_t _maxsize_bound(object size) except -1:
 cdef int64_t _put_deadline(object block, object timeout) except -2:
     if not block:
         return NO_WAIT
-    return FOREVER if timeout is None else _deadline(timeout)
+    return FOREVER if timeout is None else deadline_ns(timeout)
 
 
 cdef bint _bounded(Queue q) noexcept:
@@ -841,7 +813,7 @@ cdef class Queue(_BlockingRing):
         if not block:
             deadline = NO_WAIT
         elif timeout is not None:
-            deadline = _deadline(timeout)
+            deadline = deadline_ns(timeout)
         st = self._recv(&p, 1, &got, deadline)
         if got:
             item = <object>p

@@ -34,7 +34,6 @@ it gives up, and one leaving with a wake-up it did not use passes it on.
 from __future__ import annotations
 
 import _thread
-import math
 import sys
 import threading
 import types
@@ -44,13 +43,12 @@ from itertools import repeat
 from time import monotonic
 from typing import Any
 
-from fastconc._args import int_arg, maxsize_arg, timeout_overflow
+from fastconc._support.args import int_arg, maxsize_arg
+from fastconc._support.waits import deadline as _deadline
 from fastconc.errors import ChannelClosed, Deadlock, Empty, Full, Timeout
 
 __all__ = ["Channel", "Queue"]
 
-# Past ~30 years a timeout is as good as none (matches the compiled backend).
-_MAX_TIMEOUT_S = 1e9
 # recv_many() takes at most this many items per call (as the compiled one).
 _MAX_BATCH = 65536
 # deque.insert(_END, x) appends, or raises IndexError on a full bounded deque.
@@ -61,42 +59,7 @@ _get_ident = _thread.get_ident
 _popleft = deque.popleft
 _AGAIN: Any = object()   # an attempt that could not complete yet
 _release = _thread.LockType.release
-_drain = deque(maxlen=0).extend
-
-
-def _deadline(timeout: float | None) -> float | None:
-    """None -> None (wait forever); otherwise validate and make it absolute."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, (str, bytes)):
-        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
-    try:
-        t = float(timeout)
-    except TypeError:
-        raise TypeError(
-            f"timeout must be a number or None, not {type(timeout).__name__}"
-        ) from None
-    except OverflowError:
-        raise timeout_overflow(timeout) from None
-    if math.isnan(t):
-        raise ValueError("timeout must not be NaN")
-    if t < 0:
-        raise ValueError("timeout must be a non-negative number")
-    if t > _MAX_TIMEOUT_S:
-        return None
-    return monotonic() + t
-
-
-def _wait(cond: threading.Condition, deadline: float | None) -> bool:
-    """Wait on cond (held); False once the deadline has passed."""
-    if deadline is None:
-        cond.wait()
-        return True
-    remaining = deadline - monotonic()
-    if remaining <= 0:
-        return False
-    cond.wait(remaining)
-    return True
+_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # consumes an iterator
 
 
 def _wake(waiters: deque[Any], n: int = 1) -> None:

@@ -1,22 +1,14 @@
-# C-level layout of the compiled work-stealing deque and pool.
+# C-level layout of the compiled pool.
 #
-# Deque: Chase & Lev's growable circular deque with the C11 memory orders of
-# Le, Pop, Cohen & Zappa Nardelli, "Correct and Efficient Work-Stealing for
-# Weak Memory Models" (PPoPP 2013), figure 1.  The owner pushes and takes at
-# `bottom`; thieves CAS `top`.  Live items are slots [top, bottom) of `array`,
-# each an owned reference.  A grown-out array stays allocated (linked through
-# `older`) until the deque is freed: a thief that loaded the old pointer may
-# still read a slot from it.
-#
-# Pool: each worker owns a Deque; other threads submit into `injector` (a
-# compiled Channel, so a mutex-protected FIFO whose close is atomic with
-# sends).  Idle workers park on `sleep_cond`; see _PoolCore.park for the
+# Each worker owns a Deque (fastconc._deque_c); other threads submit into
+# `injector` (a compiled Channel, so a mutex-protected FIFO whose close is
+# atomic with sends).  Idle workers park on `sleep_cond`; see _PoolCore.park for the
 # protocol.  Locking rule, as in _channel_c: a thread holding `sleep_mutex` or
 # `join_mutex` never takes the GIL nor calls into Python.
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 
-from fastconc._atomic cimport (
+from fastconc._support.atomic cimport (
     fc_atomic_i64,
     fc_atomic_ptr,
     fc_atomic_size,
@@ -24,32 +16,8 @@ from fastconc._atomic cimport (
     fc_padded_i64,
 )
 from fastconc._channel_c cimport Channel
-from fastconc._sync cimport fc_cond, fc_mutex
-
-
-cdef struct DequeArray:
-    int64_t mask              # slots - 1; slots is a power of two
-    fc_atomic_ptr *slots      # PyObject *, indexed by position & mask
-    DequeArray *older         # the array this one replaced, or NULL
-
-
-cdef struct Deque:
-    fc_padded_i64 top         # next position to steal; only ever grows (CAS)
-    fc_padded_i64 bottom      # next position to push; written by the owner only
-    fc_atomic_ptr array       # DequeArray *, replaced by the owner on growth
-
-
-cdef class WorkStealingDeque:
-    cdef Deque deque
-    cdef fc_atomic_uptr owner          # thread id of the owner, 0 until the first push/pop
-    cdef bint initialised
-    # Always None.  Cython makes a type collectable only when it has an
-    # object field; set_gc_hooks() then installs the traverse/clear that
-    # visit the items in `deque`.
-    cdef object _gc_anchor
-    cdef object __weakref__
-
-    cdef int _claim(self) except -1
+from fastconc._deque_c cimport Deque
+from fastconc._support.sync cimport fc_cond, fc_mutex
 
 
 cdef class _PoolCore
@@ -110,7 +78,7 @@ cdef class _PoolCore:
     cdef Py_ssize_t blocked
     cdef Py_ssize_t spares
     cdef readonly Py_ssize_t max_spares
-    # Bookkeeping of the executor (fastconc._executor._start_spare).
+    # Bookkeeping of the executor (fastconc._support.executor._start_spare).
     cdef public object spare_threads
     cdef public object thread_prefix
     # Statistics of spare threads, under _spare_lock: live spares' workers

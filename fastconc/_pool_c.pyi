@@ -1,25 +1,15 @@
-"""Type stubs for the compiled work-stealing deque and pool (same API as _pool_py)."""
+"""Type stubs for the compiled pool core (same API as _pool_py)."""
 
 import threading
-import types
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar, final
+from typing import Any, TypeVar
 
 from typing_extensions import disjoint_base
 
-from fastconc._executor import PoolExecutor
+from fastconc._support.executor import PoolExecutor
 
 _T = TypeVar("_T")
-
-@final
-class WorkStealingDeque(Generic[_T]):
-    def push(self, item: _T) -> None: ...
-    def pop(self) -> _T: ...
-    def steal(self) -> _T: ...
-    def __len__(self) -> int: ...
-    def is_empty(self) -> bool: ...
-    def __class_getitem__(cls, item: Any, /) -> types.GenericAlias: ...
 
 @disjoint_base
 class _PoolCore:

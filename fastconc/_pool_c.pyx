@@ -1,12 +1,11 @@
 # cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
 # cython: boundscheck=False, wraparound=False, auto_pickle=False
 # cython: embedsignature=True, embedsignature.format=clinic
-"""Compiled backend of WorkStealingDeque and WorkStealingPool.
+"""Compiled backend of WorkStealingPool.
 
-The deque is Chase-Lev with the memory orders of Le et al. 2013; the pool
-runs one deque per worker, a shared injector for outside submissions and a
+The pool runs one Chase-Lev deque (fastconc._deque_c) per worker, a shared injector for outside submissions and a
 park/wake protocol modelled on rayon's (announce, re-check, sleep on an
-epoch).  The Executor surface itself is written once, in fastconc._executor;
+epoch).  The Executor surface itself is written once, in fastconc._support.executor;
 this module supplies its core.  Layout and invariants: _pool_c.pxd.
 """
 cimport cython
@@ -16,7 +15,7 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 
-from fastconc._atomic cimport (
+from fastconc._support.atomic cimport (
     fc_fence_release,
     fc_fence_seq_cst,
     fc_i64_cas_strong_seq_cst,
@@ -43,9 +42,19 @@ from fastconc._atomic cimport (
     fc_uptr_init,
     fc_uptr_load_relaxed,
 )
-from fastconc._channel_c cimport ST_CLOSED, ST_OK, Channel, _deadline
-from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
-from fastconc._sync cimport (
+from fastconc._channel_c cimport ST_CLOSED, ST_OK, Channel
+from fastconc._deque_c cimport (
+    DEQUE_FIRST_SLOTS,
+    deque_free,
+    deque_init,
+    deque_push,
+    deque_steal_retrying,
+    deque_take,
+    steal_ref,
+)
+from fastconc._support.deadline cimport FOREVER, deadline_ns
+from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.sync cimport (
     FC_WAIT_CHECK_SIGNALS,
     fc_cond_broadcast,
     fc_cond_destroy,
@@ -62,10 +71,9 @@ from fastconc._sync cimport (
 
 import threading
 import types
-from concurrent.futures import _base as _futures_base
 
-from fastconc._executor import MAX_SPARES as _MAX_SPARES  # private: no stub entry
-from fastconc._executor import (
+from fastconc._support.executor import MAX_SPARES as _MAX_SPARES  # private: no stub entry
+from fastconc._support.executor import (
     PoolExecutor,
     abandon_future,
     fresh_error,
@@ -95,22 +103,12 @@ cdef extern from "Python.h":
 
 
 cdef enum:
-    # First array of a deque; at least INJECTOR_BATCH so a batch taken from
-    # the injector into an empty deque never needs to grow it.
-    DEQUE_FIRST_SLOTS = 64
     # Most tasks a worker moves from the injector at once (it runs one and
     # leaves the rest in its deque, where idle workers can steal them).
     INJECTOR_BATCH = 32
     # Lost CAS races tolerated per victim before trying the next one.
     STEAL_RETRIES = 4
 
-cdef int64_t FOREVER = -1
-
-# Future states that end a wait; help_until reads PoolFuture._state directly
-# (a plain attribute, no lock: only a hint to stop helping, and the epoch
-# protocol in _park covers a stale read).
-cdef tuple _DONE_STATES = (_futures_base.CANCELLED, _futures_base.CANCELLED_AND_NOTIFIED,
-                           _futures_base.FINISHED)
 
 # park() outcomes.
 cdef enum:
@@ -120,396 +118,6 @@ cdef enum:
     PARK_DONE         # the awaited future is done
     PARK_TIMEOUT
     PARK_RETIRE       # a spare with nothing to do is no longer needed: it exits
-
-
-# ---------------------------------------------------------------- Chase-Lev deque
-
-cdef DequeArray *array_new(int64_t slots) noexcept nogil:
-    cdef DequeArray *a
-    if slots <= 0 or <size_t>slots > (PY_SSIZE_T_MAX - sizeof(DequeArray)) // sizeof(fc_atomic_ptr):
-        return NULL
-    # libc calloc: may run without the GIL attached (the nogil race test);
-    # zeroed so a thief that loses its race never even reads garbage.
-    a = <DequeArray *>calloc(1, sizeof(DequeArray) + <size_t>slots * sizeof(fc_atomic_ptr))
-    if a == NULL:
-        return NULL
-    a.mask = slots - 1
-    a.slots = <fc_atomic_ptr *>(a + 1)
-    a.older = NULL
-    return a
-
-
-cdef int deque_init(Deque *d) noexcept nogil:
-    cdef DequeArray *a = array_new(DEQUE_FIRST_SLOTS)
-    if a == NULL:
-        return -1
-    fc_i64_init(&d.top.v, 0)
-    fc_i64_init(&d.bottom.v, 0)
-    fc_ptr_init(&d.array, a)
-    return 0
-
-
-cdef DequeArray *deque_grow(Deque *d, DequeArray *a, int64_t t, int64_t b) noexcept nogil:
-    """Owner only: copy the live slots [t, b) into an array twice the size."""
-    cdef DequeArray *bigger = array_new(2 * (a.mask + 1))
-    cdef int64_t i
-    if bigger == NULL:
-        return NULL
-    for i in range(t, b):
-        # relaxed: the owner is the only writer of these slots, and the new
-        # array is published by the release store below.
-        fc_ptr_store_relaxed(&bigger.slots[i & bigger.mask],
-                             fc_ptr_load_relaxed(&a.slots[i & a.mask]))
-    bigger.older = a
-    # release: a thief that acquires the new array pointer sees the copied
-    # slots (crossbeam-deque's Worker::resize swaps the buffer with Release).
-    fc_ptr_store_release(&d.array, bigger)
-    return bigger
-
-
-cdef int deque_push(Deque *d, PyObject *x) noexcept nogil:
-    """Owner only.  Stores an owned reference; -1 when out of memory."""
-    # relaxed: bottom is written by this thread only (Le et al., push).
-    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v)
-    # acquire: pairs with the thieves' CAS on top, so the slots they have
-    # emptied may be reused (Le et al., push: load_acquire(&q->top)).
-    cdef int64_t t = fc_i64_load_acquire(&d.top.v)
-    # relaxed: the array pointer is replaced by this thread only.
-    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
-    if b - t > a.mask:
-        a = deque_grow(d, a, t, b)
-        if a == NULL:
-            return -1
-    # relaxed slot store, published by the release fence + bottom store below.
-    fc_ptr_store_relaxed(&a.slots[b & a.mask], x)
-    # release fence: the slot write happens-before any thief's acquire load
-    # of the new bottom (Le et al., push: thread_fence(release)).
-    fc_fence_release()
-    # relaxed: ordered by the fence above.
-    fc_i64_store_relaxed(&d.bottom.v, b + 1)
-    return 0
-
-
-cdef PyObject *deque_take(Deque *d) noexcept nogil:
-    """Owner only: the newest item (an owned reference), or NULL if empty."""
-    # relaxed: bottom and array are written by this thread only (Le et al., take).
-    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v) - 1
-    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
-    cdef int64_t t
-    cdef PyObject *x = NULL
-    # relaxed store, then a seq_cst fence: the reservation of slot b must be
-    # ordered before the read of top, against a thief's read of top then
-    # bottom (the store-load pair only a full fence orders; Le et al., take).
-    fc_i64_store_relaxed(&d.bottom.v, b)
-    fc_fence_seq_cst()
-    # relaxed: ordered by the fence above.
-    t = fc_i64_load_relaxed(&d.top.v)
-    if t <= b:
-        # relaxed: this slot was written by this thread.
-        x = <PyObject *>fc_ptr_load_relaxed(&a.slots[b & a.mask])
-        if t == b:
-            # The last item: race the thieves for it with a seq_cst CAS on top
-            # (Le et al., take); losing means a thief owns it now.
-            if not fc_i64_cas_strong_seq_cst(&d.top.v, &t, t + 1):
-                x = NULL
-            # relaxed: restores bottom == top (empty) for this thread's next op.
-            fc_i64_store_relaxed(&d.bottom.v, b + 1)
-    else:
-        # Was already empty: undo the reservation (relaxed, owner-only word).
-        fc_i64_store_relaxed(&d.bottom.v, b + 1)
-    return x
-
-
-cdef PyObject *deque_steal(Deque *d, bint *lost) noexcept nogil:
-    """Any thread: the oldest item (owned reference), or NULL.  *lost is set
-    when another thread won the race for it (the caller may retry)."""
-    cdef int64_t t, b
-    cdef DequeArray *a
-    cdef PyObject *x
-    lost[0] = False
-    # acquire load of top, seq_cst fence, acquire load of bottom (Le et al.,
-    # steal): the fence orders our read of top before bottom against the
-    # owner's store of bottom before its read of top in take().
-    t = fc_i64_load_acquire(&d.top.v)
-    fc_fence_seq_cst()
-    b = fc_i64_load_acquire(&d.bottom.v)
-    if t >= b:
-        return NULL
-    # acquire (the paper's consume): pairs with the release store in
-    # deque_grow, so the slots of a new array are visible.  An old array is
-    # never freed before the deque, so reading one late is harmless.
-    a = <DequeArray *>fc_ptr_load_acquire(&d.array)
-    # relaxed: the acquire of bottom made this slot's store visible.
-    x = <PyObject *>fc_ptr_load_relaxed(&a.slots[t & a.mask])
-    # seq_cst CAS on top (Le et al., steal): only its success makes x ours;
-    # a failure means the owner or another thief took position t.
-    if not fc_i64_cas_strong_seq_cst(&d.top.v, &t, t + 1):
-        lost[0] = True
-        return NULL
-    return x
-
-
-cdef PyObject *deque_steal_retrying(Deque *d, Py_ssize_t retries) noexcept nogil:
-    """deque_steal, retrying lost races up to `retries` times."""
-    cdef bint lost = True
-    cdef PyObject *x = NULL
-    while lost and retries >= 0:
-        x = deque_steal(d, &lost)
-        retries -= 1
-    return x
-
-
-cdef Py_ssize_t deque_len(Deque *d) noexcept nogil:
-    # relaxed: a snapshot; both words may move right after.
-    cdef int64_t n = fc_i64_load_relaxed(&d.bottom.v) - fc_i64_load_relaxed(&d.top.v)
-    return <Py_ssize_t>n if n > 0 else 0
-
-
-cdef void deque_free_arrays(Deque *d) noexcept nogil:
-    """Free every array, ignoring what the slots hold."""
-    # relaxed: no other thread touches a deque being freed.
-    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
-    cdef DequeArray *older
-    fc_ptr_store_relaxed(&d.array, NULL)
-    while a != NULL:
-        older = a.older
-        free(a)
-        a = older
-
-
-cdef void deque_free(Deque *d) noexcept:
-    """Release the items still held and every array.  Needs the GIL, and no
-    other thread may use the deque any more."""
-    cdef DequeArray *a = <DequeArray *>fc_ptr_load_relaxed(&d.array)
-    cdef int64_t i
-    # relaxed: no other thread touches a deque being freed.
-    cdef int64_t t = fc_i64_load_relaxed(&d.top.v)
-    cdef int64_t b = fc_i64_load_relaxed(&d.bottom.v)
-    if a == NULL:
-        return
-    fc_i64_store_relaxed(&d.top.v, b)
-    for i in range(t, b):
-        Py_DECREF(<object><PyObject *>fc_ptr_load_relaxed(&a.slots[i & a.mask]))
-    deque_free_arrays(d)
-
-
-cdef inline object steal_ref(PyObject *x):
-    """An object from an owned reference, without a second INCREF."""
-    cdef object o = <object>x
-    Py_DECREF(o)
-    return o
-
-
-@cython.final
-cdef class WorkStealingDeque:
-    """Chase-Lev work-stealing deque of Python objects.
-
-    The owner thread (the first to call :meth:`push` or :meth:`pop`) pushes
-    and pops at one end, LIFO; any thread may :meth:`steal` from the other
-    end, FIFO.  Lock-free; grows without bound.  Each item is returned
-    exactly once, whoever wins a race for it.
-    """
-
-    def __cinit__(self, *args, **kwargs):
-        if args or kwargs:
-            raise TypeError("WorkStealingDeque() takes no arguments")
-        if deque_init(&self.deque) < 0:
-            raise MemoryError("cannot allocate the deque")
-        fc_uptr_init(&self.owner, 0)
-        self.initialised = True
-
-    def __dealloc__(self):
-        if self.initialised:
-            deque_free(&self.deque)
-
-    def __reduce__(self):
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    cdef int _claim(self) except -1:
-        cdef uintptr_t me = fc_thread_id()
-        cdef uintptr_t expected = 0
-        # relaxed: the owner word only says who may push/pop; the deque's own
-        # atomics order the data.  The CAS makes exactly one thread the owner.
-        if fc_uptr_load_relaxed(&self.owner) == me:
-            return 0
-        if fc_uptr_cas_strong_relaxed(&self.owner, &expected, me):
-            return 0
-        raise RuntimeError(
-            "WorkStealingDeque.push/pop belong to the owner thread (the first "
-            "thread that pushed or popped); other threads may only steal()")
-
-    def push(self, item):
-        """Add item at the owner's end.  Owner thread only."""
-        self._claim()
-        Py_INCREF(item)
-        if deque_push(&self.deque, <PyObject *>item) < 0:
-            Py_DECREF(item)
-            raise MemoryError("cannot grow the deque")
-
-    def pop(self):
-        """Remove and return the newest item (LIFO).  Owner thread only.
-        Raises :class:`fastconc.Empty` when there is none."""
-        self._claim()
-        cdef PyObject *x = deque_take(&self.deque)
-        if x == NULL:
-            raise Empty("pop from an empty WorkStealingDeque")
-        return steal_ref(x)
-
-    def steal(self):
-        """Remove and return the oldest item (FIFO).  Any thread.  A race
-        lost to another thread is retried; raises :class:`fastconc.Empty`
-        only when the deque was seen empty."""
-        cdef bint lost = True
-        cdef PyObject *x = NULL
-        while lost:
-            x = deque_steal(&self.deque, &lost)
-        if x == NULL:
-            raise Empty("steal from an empty WorkStealingDeque")
-        return steal_ref(x)
-
-    def __len__(self):
-        return deque_len(&self.deque)
-
-    def is_empty(self):
-        """True when no item is left (a snapshot, like len())."""
-        return deque_len(&self.deque) == 0
-
-    def __repr__(self):
-        return f"<{type(self).__name__} len={deque_len(&self.deque)}>"
-
-    __class_getitem__ = classmethod(types.GenericAlias)
-
-
-# The garbage collector must see the items a deque holds (a cycle through a
-# deque would otherwise never be freed).  Every deque operation runs with the
-# thread attached to the interpreter, so the collector (which holds the GIL,
-# or stops the world on free-threaded builds) never races them.
-cdef int _deque_traverse(PyObject *o, gc_visit_t visit, void *arg) noexcept:
-    cdef WorkStealingDeque self = <WorkStealingDeque>o
-    cdef DequeArray *a
-    cdef int64_t i, t, b
-    cdef int r = visit_heap_type(o, visit, arg, <gc_traverse_t>_deque_traverse)
-    if r or not self.initialised:
-        return r
-    # relaxed: the world is stopped for the collector (see above).
-    a = <DequeArray *>fc_ptr_load_relaxed(&self.deque.array)
-    t = fc_i64_load_relaxed(&self.deque.top.v)
-    b = fc_i64_load_relaxed(&self.deque.bottom.v)
-    if a == NULL:
-        return 0
-    for i in range(t, b):
-        r = visit(<PyObject *>fc_ptr_load_relaxed(&a.slots[i & a.mask]), arg)
-        if r:
-            return r
-    return 0
-
-
-cdef int _deque_clear(PyObject *o) noexcept:
-    cdef WorkStealingDeque self = <WorkStealingDeque>o
-    cdef PyObject *x
-    if self.initialised:
-        x = deque_take(&self.deque)
-        while x != NULL:
-            Py_DECREF(<object>x)
-            x = deque_take(&self.deque)
-    return 0
-
-
-set_gc_hooks(WorkStealingDeque, <gc_traverse_t>_deque_traverse, <gc_clear_t>_deque_clear)
-
-
-# ---------------------------------------------------------------- race test hook
-
-cdef class _DequeRace:
-    """Test hook (tests/test_deque.py): the C deque driven by one owner and
-    several thieves that all run WITHOUT the GIL, so the algorithm's races
-    (lost steals, the last-item CAS, growth under steals) really happen even
-    on a GIL build.  Values are tagged integers, never dereferenced."""
-    cdef Deque deque
-    cdef Py_ssize_t n
-    cdef int64_t **logs            # per taker (thieves..., owner last): values taken
-    cdef Py_ssize_t *counts
-    cdef int takers
-    cdef fc_atomic_size owner_done
-    cdef bint initialised
-
-    def __cinit__(self, Py_ssize_t n, int thieves):
-        cdef int k
-        if n < 1 or thieves < 1:
-            raise ValueError("n and thieves must be >= 1")
-        self.n = n
-        self.takers = thieves + 1
-        self.logs = <int64_t **>malloc(self.takers * sizeof(int64_t *))
-        self.counts = <Py_ssize_t *>malloc(self.takers * sizeof(Py_ssize_t))
-        if self.logs == NULL or self.counts == NULL or deque_init(&self.deque) < 0:
-            raise MemoryError()
-        for k in range(self.takers):
-            self.logs[k] = <int64_t *>malloc(n * sizeof(int64_t))
-            self.counts[k] = 0
-            if self.logs[k] == NULL:
-                raise MemoryError()
-        fc_size_init(&self.owner_done, 0)
-        self.initialised = True
-
-    def __dealloc__(self):
-        cdef int k
-        if self.logs != NULL:
-            for k in range(self.takers):
-                free(self.logs[k])
-            free(self.logs)
-        free(self.counts)
-        if self.initialised:
-            deque_free_arrays(&self.deque)
-
-    cdef inline void _log(self, int k, PyObject *x) noexcept nogil:
-        self.logs[k][self.counts[k]] = <int64_t>(<uintptr_t>x >> 4) - 1
-        self.counts[k] += 1
-
-    def owner(self):
-        """Push 0..n-1 in bursts (some large, to grow the array while thieves
-        read it), popping part of each burst; then drain."""
-        cdef Py_ssize_t i = 0, j, burst
-        cdef PyObject *x
-        cdef int me = self.takers - 1
-        with nogil:
-            while i < self.n:
-                burst = 1 + i % 7 if i % 4096 else 3000
-                j = i
-                while j < self.n and j < i + burst:
-                    if deque_push(&self.deque, <PyObject *><uintptr_t>((j + 1) << 4)) < 0:
-                        break
-                    j += 1
-                i = j
-                for _ in range(burst // 2 + 1):
-                    x = deque_take(&self.deque)
-                    if x == NULL:
-                        break
-                    self._log(me, x)
-            x = deque_take(&self.deque)
-            while x != NULL:
-                self._log(me, x)
-                x = deque_take(&self.deque)
-            # release: the thieves' acquire sees every push before it.
-            fc_size_store_release(&self.owner_done, 1)
-
-    def thief(self, int k):
-        cdef bint lost
-        cdef PyObject *x
-        if not 0 <= k < self.takers - 1:
-            raise ValueError("no such thief")
-        with nogil:
-            while True:
-                x = deque_steal(&self.deque, &lost)
-                if x != NULL:
-                    self._log(k, x)
-                # acquire: pairs with the owner's release of owner_done.
-                elif (not lost and fc_size_load_acquire(&self.owner_done)
-                        and deque_len(&self.deque) == 0):
-                    break
-
-    def taken(self):
-        """Values taken, one list per thief, the owner's last."""
-        return [[self.logs[k][i] for i in range(self.counts[k])] for k in range(self.takers)]
 
 
 # ---------------------------------------------------------------- tasks
@@ -980,7 +588,10 @@ cdef class _PoolCore:
             if out[0] != NULL:
                 return PARK_FOUND
             if future is not None:
-                if future._state in _DONE_STATES:
+                # PoolFuture.done() reads the state without a lock: a stale
+                # False is covered by the epoch, which the future's wake-up
+                # callback (_wake_when_done) bumps after settling it.
+                if future.done():
                     return PARK_DONE
             elif closed:
                 return PARK_CLOSED
@@ -1145,7 +756,7 @@ cdef class _PoolCore:
         own recursion).  Then run other queued tasks, nested, but only below
         help_limit() levels of such helping on this thread."""
         cdef _Worker w = self._current()
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef PyObject *x
         cdef bint watching = False
         cdef int st
@@ -1156,25 +767,21 @@ cdef class _PoolCore:
         task = getattr(future, "_task", None)
         if isinstance(task, _FutureTask) and (<_Task>task).future is future:
             self._run_dependency(w, task)
-            if future._state in _DONE_STATES:
+            if future.done():
                 return True
         task = None
         if w.depth >= help_limit():
             return False
         w.depth += 1
         try:
-            while future._state not in _DONE_STATES:
+            while not future.done():
                 if deadline != FOREVER and fc_monotonic_ns() >= deadline:
                     return True
                 x = self._find(w)
                 if x == NULL:
                     if not watching:
                         watching = True
-                        # One wake-up callback per future, however many
-                        # timed-out waits came before.
-                        if not getattr(future, "_fc_watched", False):
-                            future._fc_watched = True
-                            future.add_done_callback(self._future_done)
+                        future._wake_when_done(self._future_done)
                     st = self._park(w, deadline, future, &x)
                     if st == PARK_TIMEOUT:
                         return True
@@ -1199,7 +806,7 @@ cdef class _PoolCore:
 
     def join(self, timeout):
         """Wait until no task is queued or running; False on timeout."""
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef int64_t remaining = -1
         cdef int r = 0, spin = 1
         cdef bint idle = False

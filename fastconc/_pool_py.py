@@ -1,4 +1,4 @@
-"""Pure-Python backend of WorkStealingDeque and WorkStealingPool.
+"""Pure-Python backend of WorkStealingPool.
 
 Same structure as the compiled core (fastconc/_pool_c.pyx): one deque per
 worker, an injector for outside submissions, idle workers asleep on a
@@ -15,10 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from fastconc._channel_py import _deadline, _wait
-from fastconc._executor import (
+from fastconc._support.executor import (
     MAX_SPARES,
     PoolExecutor,
     abandon_future,
@@ -27,73 +26,16 @@ from fastconc._executor import (
     report_error,
     settle_failed,
 )
-from fastconc._ring_py import _Owner
-from fastconc.errors import Deadlock, Empty
+from fastconc._support.waits import deadline as _deadline
+from fastconc._support.waits import wait as _wait
+from fastconc.errors import Deadlock
 
-__all__ = ["WorkStealingDeque", "WorkStealingPool"]
+__all__ = ["WorkStealingPool"]
 
 T = TypeVar("T")
 
 # Most tasks a worker moves from the injector at once (see _pool_c.pyx).
 _INJECTOR_BATCH = 32
-
-
-class WorkStealingDeque(Generic[T]):
-    """Work-stealing deque of Python objects.
-
-    The owner thread (the first to call :meth:`push` or :meth:`pop`) pushes
-    and pops at one end, LIFO; any thread may :meth:`steal` from the other
-    end, FIFO.  Each item is returned exactly once.
-    """
-
-    __slots__ = ("_items", "_owner", "__weakref__")
-
-    def __init__(self) -> None:
-        self._items: deque[T] = deque()
-        self._owner = _Owner()
-
-    def __reduce__(self) -> Any:
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    def _claim(self) -> None:
-        try:
-            self._owner.claim("WorkStealingDeque", "push")
-        except RuntimeError:
-            raise RuntimeError(
-                "WorkStealingDeque.push/pop belong to the owner thread (the first "
-                "thread that pushed or popped); other threads may only steal()") from None
-
-    def push(self, item: T) -> None:
-        """Add item at the owner's end.  Owner thread only."""
-        self._claim()
-        self._items.append(item)
-
-    def pop(self) -> T:
-        """Remove and return the newest item (LIFO).  Owner thread only.
-        Raises :class:`fastconc.Empty` when there is none."""
-        self._claim()
-        try:
-            return self._items.pop()
-        except IndexError:
-            raise Empty("pop from an empty WorkStealingDeque") from None
-
-    def steal(self) -> T:
-        """Remove and return the oldest item (FIFO).  Any thread.  Raises
-        :class:`fastconc.Empty` when the deque is empty."""
-        try:
-            return self._items.popleft()
-        except IndexError:
-            raise Empty("steal from an empty WorkStealingDeque") from None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def is_empty(self) -> bool:
-        """True when no item is left (a snapshot, like len())."""
-        return not self._items
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} len={len(self._items)}>"
 
 
 class _Task:
@@ -594,11 +536,7 @@ class _PoolCore:
                 if task is None:
                     if not watching:
                         watching = True
-                        # One wake-up callback per future, however many
-                        # timed-out waits came before.
-                        if not getattr(future, "_fc_watched", False):
-                            future._fc_watched = True  # type: ignore[attr-defined]
-                            future.add_done_callback(self._future_done)
+                        future._wake_when_done(self._future_done)
                     state, task = self._park(worker, deadline, future)
                     if state == "timeout":
                         return True

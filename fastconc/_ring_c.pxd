@@ -22,7 +22,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy
 
-from fastconc._atomic cimport (
+from fastconc._support.atomic cimport (
     fc_atomic_size,
     fc_atomic_uptr,
     fc_padded_size,

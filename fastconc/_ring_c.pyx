@@ -44,7 +44,7 @@ from libc.stdint cimport (
 )
 from libc.stdlib cimport free, malloc
 
-from fastconc._atomic cimport (
+from fastconc._support.atomic cimport (
     fc_size_cas_weak_relaxed,
     fc_size_init,
     fc_size_load_acquire,
@@ -54,8 +54,8 @@ from fastconc._atomic cimport (
     fc_uptr_init,
     fc_uptr_load_relaxed,
 )
-from fastconc._gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
-from fastconc._sync cimport fc_thread_id
+from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.sync cimport fc_thread_id
 
 import array
 import operator
@@ -63,8 +63,8 @@ import types
 
 import sys
 
-from fastconc._args import check_ring_memory, ring_alloc_error
-from fastconc._typed import check_typecode
+from fastconc._support.args import check_ring_memory, ring_alloc_error
+from fastconc._support.typecodes import check_typecode
 from fastconc.errors import Empty
 
 cdef extern from "Python.h":
@@ -579,7 +579,7 @@ cdef char _NATIVE_ORDER = b'<' if sys.byteorder == "little" else b'>'
 
 cdef char _format_kind(const char *fmt) noexcept:
     """'i', 'u' or 'f' for a single native number format, else 0 (the same
-    rule as fastconc._typed, which the fallback uses)."""
+    rule as fastconc._support.typecodes, which the fallback uses)."""
     if fmt == NULL:
         return b'u'         # no format means unsigned bytes
     if fmt[0] == b'@' or fmt[0] == b'=':

@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from fastconc._args import check_ring_memory, ring_alloc_error
-from fastconc._typed import check_buffer, check_typecode
+from fastconc._support.args import check_ring_memory, ring_alloc_error
+from fastconc._support.owner import Owner
+from fastconc._support.typecodes import check_buffer, check_typecode
 from fastconc.errors import Empty
 
 __all__ = ["RingBuffer", "SpscRingBuffer", "TypedRingBuffer"]
@@ -27,7 +28,7 @@ _MISSING: Any = object()
 
 # Bytes per slot of the compiled rings (a RingBuffer cell is a sequence number
 # and a pointer, an SpscRingBuffer slot a pointer): the fallback refuses the
-# capacities they refuse (fastconc._args.check_ring_memory).
+# capacities they refuse (fastconc._support.args.check_ring_memory).
 _POINTER = struct.calcsize("P")
 _CELL_BYTES = 2 * _POINTER
 
@@ -56,28 +57,6 @@ def _max_items(max_items: Any) -> int:
     if n < 0:
         raise ValueError(f"max_items must be >= 0, got {n!r}")
     return n
-
-
-class _Owner:
-    """Which thread owns one side of a single-producer/consumer ring."""
-
-    __slots__ = ("_ident", "_lock")
-
-    def __init__(self) -> None:
-        self._ident: int | None = None
-        self._lock = threading.Lock()
-
-    def claim(self, cls: str, role: str) -> None:
-        me = threading.get_ident()
-        if self._ident == me:
-            return
-        with self._lock:
-            if self._ident is None:
-                self._ident = me
-                return
-        raise RuntimeError(
-            f"{cls} is single-{role}: another thread already {role}s to it "
-            f"(the first thread to {role} owns that side for the ring's lifetime)")
 
 
 class _DequeRing:
@@ -184,8 +163,8 @@ class SpscRingBuffer(_DequeRing):
         self._capacity = _ring_size(capacity)
         check_ring_memory(self._capacity, _POINTER)
         self._items: deque[Any] = deque()
-        self._producer = _Owner()
-        self._consumer = _Owner()
+        self._producer = Owner()
+        self._consumer = Owner()
 
     def push(self, item: Any) -> bool:
         """Add item (producer thread only); return False if the ring is full."""
@@ -248,8 +227,8 @@ class TypedRingBuffer:
         self._head = 0      # positions, not wrapped
         self._tail = 0
         self._lock = threading.Lock()
-        self._producer = _Owner()
-        self._consumer = _Owner()
+        self._producer = Owner()
+        self._consumer = Owner()
 
     def __reduce__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")

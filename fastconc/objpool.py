@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from fastconc import Channel
-from fastconc._args import int_arg, seconds_arg
-from fastconc._report import report_uncaught as _report
+from fastconc._support.args import int_arg, seconds_arg
+from fastconc._support.report import report_uncaught as _report
 from fastconc.errors import ChannelClosed, Empty, PoolClosed, ResourceUnavailable, Timeout
 
 __all__ = ["ObjectPool", "ObjectPoolStats"]

@@ -9,9 +9,16 @@ marked ``compiled`` are deselected, so the summary counts only what ran.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
@@ -204,3 +211,40 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
         with open(path, "w") as f:
             json.dump({"counts": dict(TALLY.counts), "max": TALLY.peaks}, f,
                       indent=1, sort_keys=True)
+
+
+_CEXT_SETUP = textwrap.dedent("""
+    import sys
+    import fastconc
+    from Cython.Build import cythonize
+    from setuptools import Extension, setup
+    name = sys.argv.pop(1)
+    setup(
+        name=name,
+        ext_modules=cythonize(
+            [Extension(name, [name + ".pyx"], include_dirs=[fastconc.get_include()])],
+            compiler_directives={"language_level": "3"},
+        ),
+        script_args=["build_ext", "--inplace", "-q"],
+    )
+""")
+
+
+def build_cext(name: str, build: pathlib.Path) -> types.ModuleType:
+    """Compile tests/cext/<name>.pyx into ``build`` against the *installed*
+    fastconc (its .pxd files and get_include() headers) and import it: how a
+    third-party extension uses the C API, and how test-only C code stays out
+    of the wheel."""
+    pytest.importorskip("Cython")
+    shutil.copy(pathlib.Path(__file__).parent / "cext" / f"{name}.pyx", build)
+    (build / "setup.py").write_text(_CEXT_SETUP)
+    proc = subprocess.run([sys.executable, "setup.py", name], cwd=build,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (so,) = [p for p in build.iterdir() if p.name.startswith(f"{name}.") and
+             p.suffix in (".so", ".pyd")]
+    spec = importlib.util.spec_from_file_location(name, so)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -69,8 +69,10 @@ def test_headers_and_stubs_are_installed():
     inc = pathlib.Path(fastconc.get_include())
     assert (inc / "fc_atomic.h").is_file() and (inc / "fc_sync.h").is_file()
     pkg = pathlib.Path(fastconc.__file__).parent
-    for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_sync.pxd", "_atomic.pxd",
-                 "_gc.pxd", "_ring_c.pyi", "_ring_c.pxd"):
+    for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_support/sync.pxd",
+                 "_support/atomic.pxd", "_support/gc.pxd", "_support/deadline.pxd",
+                 "_deque_c.pyi", "_deque_c.pxd", "_pool_c.pyi", "_pool_c.pxd",
+                 "_ring_c.pyi", "_ring_c.pxd"):
         assert (pkg / name).is_file(), name
 
 

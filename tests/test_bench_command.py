@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fastconc import _bench
+from fastconc._bench import runner as _bench
 
 TINY = ["--rounds", "1", "--scale", "0.001"]
 KINDS = {"compiled", "fallback", "baseline", "fastconc", "other"}

@@ -10,7 +10,7 @@ import threading
 import weakref
 
 import pytest
-from conftest import JOIN_TIMEOUT, stress_scale
+from conftest import JOIN_TIMEOUT, build_cext, stress_scale
 
 from fastconc import Empty
 
@@ -200,16 +200,15 @@ def test_owner_and_three_thieves_take_every_item_exactly_once(impl):
 
 @pytest.mark.stress
 @pytest.mark.compiled
-def test_c_deque_races_without_the_gil():
+def test_c_deque_races_without_the_gil(tmp_path):
     """The compiled deque's own algorithm with owner and thieves all running
-    in C without the GIL (a test hook in _pool_c), so steals really race the
+    in C without the GIL (tests/cext/deque_race.pyx), so steals really race the
     owner's pops and the array growth.  Under the GIL the Python-level test
     above can only interleave whole operations."""
-    from fastconc import _pool_c
-
+    race_module = build_cext("deque_race", tmp_path)
     n = max(20_000, int(300_000 * stress_scale()))
     thieves = 3
-    race = _pool_c._DequeRace(n, thieves)
+    race = race_module.DequeRace(n, thieves)
     ts = [threading.Thread(target=race.thief, args=(k,), daemon=True) for k in range(thieves)]
     for t in ts:
         t.start()

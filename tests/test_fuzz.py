@@ -998,7 +998,7 @@ FUTURE_ERRORS = (Boom, TypeError, ValueError, Deadlock, PoolClosed, RuntimeError
                  concurrent.futures.TimeoutError,  # not the builtin one before 3.11
                  ActorStopped, Full)
 # Huge worker counts are refused (ValueError: every worker is a thread made
-# at construction, at most fastconc._args.MAX_THREADS).
+# at construction, at most fastconc._support.args.MAX_THREADS).
 WORKERS = [1, 2, 3, 0, -1, 1.5, "2", True, IndexInt(2), BadIndex(), None, 4097, 2**31]
 
 

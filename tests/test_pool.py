@@ -603,7 +603,7 @@ def test_idle_workers_sleep(impl):
 
 
 def test_future_keeps_every_field_future_init_sets(impl):
-    """PoolFuture skips Future.__init__ (see fastconc._executor): every field
+    """PoolFuture skips Future.__init__ (see fastconc._support.executor): every field
     the stdlib sets there must still be readable on it."""
     with impl.WorkStealingPool(1) as p:
         f = p.submit(abs, 1)

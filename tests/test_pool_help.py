@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import JOIN_TIMEOUT
 
-from fastconc._executor import MAX_SPARES, PoolFuture, help_limit
+from fastconc._support.executor import MAX_SPARES, PoolFuture, help_limit
 
 T = JOIN_TIMEOUT
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from fastconc._report import report_uncaught as _report
+from fastconc._support.report import report_uncaught as _report
 from fastconc.actors.actor import Actor, Context, Terminated
 from fastconc.actors.deadlock import _add_edge, _current, _remove_edge
 from fastconc.actors.mailbox import (

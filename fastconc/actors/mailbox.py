@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from fastconc._report import report_uncaught as _report
+from fastconc._support.report import report_uncaught as _report
 from fastconc.errors import ChannelClosed
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastconc._report import report_uncaught as _report
+from fastconc._support.report import report_uncaught as _report
 from fastconc.actors.mailbox import _ChildFailed
 
 if TYPE_CHECKING:

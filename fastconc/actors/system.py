@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastconc import Channel, WorkStealingPool
-from fastconc._args import int_arg, seconds_arg
+from fastconc._support.args import int_arg, seconds_arg
 from fastconc.actors.cell import _Cell
 from fastconc.actors.mailbox import OVERFLOW
 from fastconc.actors.supervision import STRATEGIES, _Spec

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastconc._args import seconds_arg
-from fastconc._report import report_uncaught as _report
+from fastconc._support.args import seconds_arg
+from fastconc._support.report import report_uncaught as _report
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from fastconc._args import int_arg, seconds_arg
+from fastconc._support.args import int_arg, seconds_arg
 from fastconc.breaker.calls import _Calls
 from fastconc.breaker.state import (
     _CLOSED,

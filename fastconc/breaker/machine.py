@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from fastconc._report import report_uncaught as _report
+from fastconc._support.report import report_uncaught as _report
 from fastconc.breaker.state import (
     _CLOSED,
     _FAILURE,

@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from fastconc import Channel, WorkStealingPool
-from fastconc._args import MAX_THREADS, int_arg
+from fastconc._support.args import MAX_THREADS, int_arg
 from fastconc.errors import ChannelClosed
 from fastconc.pipeline.run import _live_lock, _Run
 from fastconc.pipeline.stage import Stage, StageStats

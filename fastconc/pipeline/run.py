@@ -50,7 +50,7 @@ def _cancel_live_runs() -> None:
 
 
 # threading's exit hooks run in reverse order of registration, and
-# fastconc._executor registered the pools' hook when it was imported (the
+# fastconc._support.executor registered the pools' hook when it was imported (the
 # package imports its backends before the high layer), so this runs first.
 threading._register_atexit(_cancel_live_runs)  # type: ignore[attr-defined]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastconc._args import MAX_THREADS, int_arg
+from fastconc._support.args import MAX_THREADS, int_arg
 
 # What an exception from a stage's function can do (or a callable).
 ON_ERROR = ("raise", "skip")

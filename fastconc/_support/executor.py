@@ -24,8 +24,8 @@ from concurrent.futures.thread import BrokenThreadPool
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
-from fastconc._args import MAX_THREADS
-from fastconc._report import report_uncaught
+from fastconc._support.args import MAX_THREADS
+from fastconc._support.report import report_uncaught
 from fastconc.errors import PoolClosed
 
 __all__ = [
@@ -136,6 +136,11 @@ class PoolFuture(Future[T]):
       ``RLock`` as ``_condition``, and builds the condition variable only when
       a thread actually blocks in ``result()``/``exception()``.  Every method
       that would notify that condition is overridden below.
+
+    What a pool core may use of it, and nothing else (never Future's own
+    fields such as ``_state``): ``_task`` (the core's queued task that will
+    settle it, set and cleared by the core), ``_claim()`` (the step before
+    running that task), ``done()`` (lock-free) and ``_wake_when_done()``.
     """
 
     # Class-level defaults: Future's fields that most futures never change
@@ -150,6 +155,8 @@ class PoolFuture(Future[T]):
     # this future: see help_until) claims it with _claim().  Cleared then, so
     # the task <-> future cycle never outlives the claim.
     _task: object = None
+    # Set by _wake_when_done: the core's wake-up callback is registered.
+    _watched: bool = False
 
     def __init__(self, core: _Core) -> None:
         # Future.__init__ is skipped on purpose (see the class docstring);
@@ -205,6 +212,25 @@ class PoolFuture(Future[T]):
                 raise escaped
             finally:
                 escaped = None
+
+    # -- what the pool cores use (besides _task and _claim) ----------------
+
+    def done(self) -> bool:
+        """Whether the future has settled (result, exception or cancelled).
+
+        Lock-free, unlike Future.done(): one read of a state that only moves
+        forward, which the cores' help loops poll between tasks."""
+        return self._state in _DONE_STATES
+
+    def _wake_when_done(self, callback: Callable[[Future[Any]], object]) -> None:
+        """Call ``callback(self)`` once this future settles (at once if it
+        has).  Registered once however often a core asks: a worker whose
+        wait timed out and that waits again adds no second callback."""
+        with self._condition:
+            if self._watched:
+                return
+            self._watched = True
+        self.add_done_callback(callback)
 
     def _claim(self) -> bool:
         """The pool's step before it runs this future's task (by then the

@@ -42,7 +42,7 @@ from typing import Any, TextIO
 
 import fastconc
 from fastconc import _impl
-from fastconc import _workloads as w
+from fastconc._bench import workloads as w
 
 # A contender: its name, its kind, and n -> (run, close): run() does n
 # operations, close() releases what the setup made (called once, untimed).
