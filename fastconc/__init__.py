@@ -29,7 +29,8 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from fastconc._channel_c import Channel, Queue
-    from fastconc._pool_c import WorkStealingDeque, WorkStealingPool
+    from fastconc._deque_c import WorkStealingDeque
+    from fastconc._pool_c import WorkStealingPool
     from fastconc._ring_c import RingBuffer, SpscRingBuffer, TypedRingBuffer
 else:
     Channel = selected.Channel

@@ -8,8 +8,6 @@ from typing_extensions import disjoint_base
 
 _T = TypeVar("_T")
 
-# Cython's table of the C functions other extensions cimport (_deadline).
-__pyx_capi__: dict[str, Any]
 
 class Channel(Generic[_T]):
     def __init__(self, capacity: int) -> None: ...

@@ -16,7 +16,13 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
 from fastconc._support.deadline cimport FOREVER, deadline_ns
-from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.gc cimport (
+    gc_clear_t,
+    gc_traverse_t,
+    gc_visit_t,
+    set_gc_hooks,
+    visit_heap_type,
+)
 from fastconc._support.sync cimport (
     FC_WAIT_CHECK_SIGNALS,
     fc_cond,

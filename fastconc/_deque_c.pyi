@@ -5,6 +5,10 @@ from typing import Any, Generic, TypeVar, final
 
 _T = TypeVar("_T")
 
+# Cython's table of the C functions other extensions cimport (the C deque the
+# compiled pool and tests/cext/deque_race.pyx drive).
+__pyx_capi__: dict[str, Any]
+
 @final
 class WorkStealingDeque(Generic[_T]):
     def push(self, item: _T) -> None: ...

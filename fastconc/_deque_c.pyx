@@ -29,7 +29,13 @@ from fastconc._support.atomic cimport (
     fc_uptr_init,
     fc_uptr_load_relaxed,
 )
-from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.gc cimport (
+    gc_clear_t,
+    gc_traverse_t,
+    gc_visit_t,
+    set_gc_hooks,
+    visit_heap_type,
+)
 from fastconc._support.sync cimport fc_thread_id
 
 
@@ -210,8 +216,6 @@ cdef void deque_free(Deque *d) noexcept:
     for i in range(t, b):
         Py_DECREF(<object><PyObject *>fc_ptr_load_relaxed(&a.slots[i & a.mask]))
     deque_free_arrays(d)
-
-
 
 
 @cython.final

@@ -3,33 +3,24 @@
 # cython: embedsignature=True, embedsignature.format=clinic
 """Compiled backend of WorkStealingPool.
 
-The pool runs one Chase-Lev deque (fastconc._deque_c) per worker, a shared injector for outside submissions and a
-park/wake protocol modelled on rayon's (announce, re-check, sleep on an
-epoch).  The Executor surface itself is written once, in fastconc._support.executor;
-this module supplies its core.  Layout and invariants: _pool_c.pxd.
+The pool runs one Chase-Lev deque (fastconc._deque_c) per worker, a shared
+injector for outside submissions and a park/wake protocol modelled on
+rayon's (announce, re-check, sleep on an epoch).  The Executor surface
+itself is written once, in fastconc._support.executor; this module supplies
+its core.  Layout and invariants: _pool_c.pxd.
 """
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc
 
 from fastconc._support.atomic cimport (
-    fc_fence_release,
     fc_fence_seq_cst,
-    fc_i64_cas_strong_seq_cst,
     fc_i64_fetch_add_seq_cst,
     fc_i64_init,
-    fc_i64_load_acquire,
     fc_i64_load_relaxed,
     fc_i64_load_seq_cst,
-    fc_i64_store_relaxed,
-    fc_ptr_init,
-    fc_ptr_load_acquire,
-    fc_ptr_load_relaxed,
-    fc_ptr_store_relaxed,
-    fc_ptr_store_release,
     fc_size_fetch_add_seq_cst,
     fc_size_fetch_sub_seq_cst,
     fc_size_init,
@@ -40,11 +31,9 @@ from fastconc._support.atomic cimport (
     fc_size_store_release,
     fc_uptr_cas_strong_relaxed,
     fc_uptr_init,
-    fc_uptr_load_relaxed,
 )
 from fastconc._channel_c cimport ST_CLOSED, ST_OK, Channel
 from fastconc._deque_c cimport (
-    DEQUE_FIRST_SLOTS,
     deque_free,
     deque_init,
     deque_push,
@@ -53,7 +42,6 @@ from fastconc._deque_c cimport (
     steal_ref,
 )
 from fastconc._support.deadline cimport FOREVER, deadline_ns
-from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
 from fastconc._support.sync cimport (
     FC_WAIT_CHECK_SIGNALS,
     fc_cond_broadcast,
@@ -70,7 +58,6 @@ from fastconc._support.sync cimport (
 )
 
 import threading
-import types
 
 from fastconc._support.executor import MAX_SPARES as _MAX_SPARES  # private: no stub entry
 from fastconc._support.executor import (
@@ -81,7 +68,7 @@ from fastconc._support.executor import (
     report_error,
     settle_failed,
 )
-from fastconc.errors import Deadlock, Empty
+from fastconc.errors import Deadlock
 
 
 cdef extern from *:

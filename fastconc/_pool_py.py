@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from fastconc._support.executor import (
     MAX_SPARES,
     PoolExecutor,
+    PoolFuture,
     abandon_future,
     fresh_error,
     help_limit,
@@ -380,7 +381,7 @@ class _PoolCore:
                 self._idle.notify_all()
 
     def _park(self, worker: _Worker, deadline: float | None,
-              future: Future[Any] | None) -> tuple[str, object | None]:
+              future: PoolFuture[Any] | None) -> tuple[str, object | None]:
         """Re-check everything under the lock, then sleep on it.  A spare
         with nothing to do retires here ("retire", its slot given back)
         when there are more spares than blocked threads."""
@@ -504,7 +505,7 @@ class _PoolCore:
     def owns_current_thread(self) -> bool:
         return self._current() is not None
 
-    def help_until(self, future: Future[Any], timeout: float | None) -> bool:
+    def help_until(self, future: PoolFuture[Any], timeout: float | None) -> bool:
         """A worker waits on future: help until it is done or the timeout
         passed (True), or return False at once when the caller must block
         instead (this thread is already help_limit() levels deep).

@@ -54,7 +54,13 @@ from fastconc._support.atomic cimport (
     fc_uptr_init,
     fc_uptr_load_relaxed,
 )
-from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, gc_visit_t, set_gc_hooks, visit_heap_type
+from fastconc._support.gc cimport (
+    gc_clear_t,
+    gc_traverse_t,
+    gc_visit_t,
+    set_gc_hooks,
+    visit_heap_type,
+)
 from fastconc._support.sync cimport fc_thread_id
 
 import array
