@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from typing_extensions import disjoint_base
 
-from fastconc._support.executor import PoolExecutor, PoolFuture
+from fastconc._support.executor import PoolExecutor
+from fastconc._support.futures import PoolFuture
 
 _T = TypeVar("_T")
 

@@ -59,15 +59,9 @@ from fastconc._support.sync cimport (
 
 import threading
 
-from fastconc._support.executor import MAX_SPARES as _MAX_SPARES  # private: no stub entry
-from fastconc._support.executor import (
-    PoolExecutor,
-    abandon_future,
-    fresh_error,
-    help_limit,
-    report_error,
-    settle_failed,
-)
+from fastconc._support.executor import PoolExecutor, report_error
+from fastconc._support.futures import abandon_future, fresh_error, help_limit, settle_failed
+from fastconc._support.spares import MAX_SPARES as _MAX_SPARES  # private: no stub entry
 from fastconc.errors import Deadlock
 
 

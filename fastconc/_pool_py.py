@@ -17,16 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from fastconc._support.executor import (
-    MAX_SPARES,
-    PoolExecutor,
+from fastconc._support.executor import PoolExecutor, report_error
+from fastconc._support.futures import (
     PoolFuture,
     abandon_future,
     fresh_error,
     help_limit,
-    report_error,
     settle_failed,
 )
+from fastconc._support.spares import MAX_SPARES
 from fastconc._support.waits import deadline as _deadline
 from fastconc._support.waits import wait as _wait
 from fastconc.errors import Deadlock

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from conftest import JOIN_TIMEOUT
 
-from fastconc._support.executor import MAX_SPARES, PoolFuture, help_limit
+from fastconc._support.futures import PoolFuture, help_limit
+from fastconc._support.spares import MAX_SPARES
 
 T = JOIN_TIMEOUT
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 from types import SimpleNamespace
+from typing import cast
 
 
 def report_uncaught(exc: BaseException) -> None:
@@ -23,3 +24,10 @@ def report_uncaught(exc: BaseException) -> None:
                 err_msg="Exception ignored in threading.excepthook", object=None))
         except BaseException:
             pass  # nothing is left to report with
+
+
+def unraisable(exc: BaseException, where: str) -> None:
+    """Report an error nobody can catch, as CPython does (sys.unraisablehook)."""
+    args = SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+                           err_msg=where, object=None)
+    sys.unraisablehook(cast("sys.UnraisableHookArgs", args))
