@@ -462,7 +462,7 @@ def test_recursive_fork_join_helps_while_waiting(impl, workers):
     # starts, so all of them are counted once the root's result is in: a
     # task a waiter ran inline as its dependency counts once, and its
     # skipped queue entry not at all (it used to leave executed short and
-    # pending long, issue 18).
+    # pending long).
     tasks = 1597
     with impl.WorkStealingPool(workers) as p:
         assert p.submit(fib, p, 16).result(T) == 987

@@ -1,6 +1,7 @@
-"""WorkStealingPool, both backends: bounded help-while-waiting (issue 18) and
-the task wrapper's guarantee that every submitted future settles exactly
-once, whatever the task or the pool's own machinery raises."""
+"""WorkStealingPool, both backends: bounded help-while-waiting, spare threads
+for workers that must block, and the task wrapper's guarantee that every
+submitted future settles exactly once, whatever the task or the pool's own
+machinery raises."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _frame_depth() -> int:
 
 @pytest.mark.thread_unsafe(reason="counts the frames of the pool's only worker")
 def test_waiting_on_pending_gates_nests_boundedly(impl):
-    """Issue 18's scenario: with one worker, task i waits on a pending
+    """With one worker, task i waits on a pending
     future gates[i] the main thread completes later.  Helping nested every
     queued task on the worker's stack until RecursionError failed most of
     them (and on 3.13t left futures unsettled); bounded helping blocks at
