@@ -68,6 +68,10 @@ cdef class _PoolCore:
     # injector closed, then closed set (release).
     cdef fc_atomic_size closed
     cdef object closed_error
+    # Set by close(cancel_futures=True) after cancel_with (release): a task
+    # a worker took in a batch but had not started is cancelled by _run.
+    cdef fc_atomic_size cancelling
+    cdef object cancel_with
     cdef object _close_lock
     cdef object error_handler
     # Compensation, under sleep_mutex (plain words: only ever touched with

@@ -259,6 +259,7 @@ cdef class _PoolCore:
         fc_size_init(&self.epoch, 0)
         fc_size_init(&self.join_waiters, 0)
         fc_size_init(&self.closed, 0)
+        fc_size_init(&self.cancelling, 0)
         fc_i64_init(&self.pending, 0)
         self.blocked = 0
         self.spares = 0
@@ -459,6 +460,12 @@ cdef class _PoolCore:
 
     cdef int _run(self, _Worker w, PyObject *x) except -1:
         """Run the task x (an owned reference, consumed)."""
+        # acquire: pairs with close()'s release store, so cancel_with is
+        # seen.  A task taken before the close may still start, as a queued
+        # one a worker popped just before the drain does.
+        if fc_size_load_acquire(&self.cancelling):
+            self._abandon(x, self.cancel_with)
+            return 0
         cdef object task = steal_ref(x)
         if isinstance(task, _FutureTask) and not _take(<_Task>task):
             # A waiter ran it as its dependency: this entry is stale.
@@ -845,6 +852,11 @@ cdef class _PoolCore:
             # the acquire loads of closed.
             fc_size_store_release(&self.closed, 1)
         if cancel_futures:
+            # Tasks a worker took from the injector in a batch and has not
+            # started are in no queue drained below: _run cancels them.
+            # release: publishes cancel_with to _run's acquire load.
+            self.cancel_with = fail_with
+            fc_size_store_release(&self.cancelling, 1)
             while self.injector._recv(&x, 1, &got, 0) == ST_OK and got:
                 self._abandon(x, fail_with)
             for w in self.workers:

@@ -179,6 +179,11 @@ class _PoolCore:
         self.workers = tuple(_Worker(i) for i in range(nworkers))
         self.max_workers = nworkers
         self.error_handler = error_handler
+        # Set by close(cancel_futures=True): tasks taken but not started are
+        # cancelled too (one plain attribute: a stale False only lets a task
+        # start that was taken before the close, as with a queued one).
+        self._cancelling = False
+        self._cancel_with: BaseException | None = None
         # One lock guards the injector, closing and parking: a submitter
         # that finds a sleeper notifies under the lock the sleeper re-checked
         # the queues under, so no wake-up is lost.
@@ -321,6 +326,12 @@ class _PoolCore:
         return None
 
     def _run(self, worker: _Worker, task: object) -> None:
+        if self._cancelling:
+            # shutdown(cancel_futures=True) came after this task left the
+            # queues (in a batch in this worker's hands): not started, so it
+            # is cancelled like those still queued.
+            self._abandon(task, self._cancel_with)
+            return
         if isinstance(task, _FutureTask) and not _take(task):
             # A waiter ran it as its dependency: this entry is stale.
             return
@@ -592,6 +603,10 @@ class _PoolCore:
                 self._injector.clear()
             self._wakeup.notify_all()
         if cancel_futures:
+            # Tasks a worker took from the injector in a batch but has not
+            # started are in no queue drained here: _run cancels them.
+            self._cancel_with = fail_with
+            self._cancelling = True
             for worker in self.workers:
                 while True:
                     try:
@@ -599,17 +614,22 @@ class _PoolCore:
                     except IndexError:
                         break
         for task in drained:
-            if isinstance(task, _FutureTask):
-                if not _take(task):
-                    continue  # stale: its owner ran it and counted it done
-                task.abandon(fail_with)  # never raises (abandon_future reports its own errors)
-            elif fail_with is not None:
-                # An execute() task (a _Call or a bare callable) of a broken
-                # pool: it has no future to fail, so the error handler hears
-                # of it (nothing accepted vanishes unreported);
-                # shutdown(cancel_futures=True) drops it quietly.
-                self.report(fail_with)
-            self._task_done()
+            self._abandon(task, fail_with)
+
+    def _abandon(self, task: object, fail_with: BaseException | None) -> None:
+        """A task that will not run: cancel its future (or fail it with
+        fail_with) and count it done."""
+        if isinstance(task, _FutureTask):
+            if not _take(task):
+                return  # stale: its owner ran it and counted it done
+            task.abandon(fail_with)  # never raises (abandon_future reports its own errors)
+        elif fail_with is not None:
+            # An execute() task (a _Call or a bare callable) of a broken
+            # pool: it has no future to fail, so the error handler hears
+            # of it (nothing accepted vanishes unreported);
+            # shutdown(cancel_futures=True) drops it quietly.
+            self.report(fail_with)
+        self._task_done()
 
     def stats(self) -> tuple[list[tuple[int, int, int]], int, tuple[int, int, int], int, int]:
         with self._lock:

@@ -248,3 +248,12 @@ def build_cext(name: str, build: pathlib.Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def reported(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - faultkit.Reported
+    """Captures what fastconc reports through threading.excepthook and
+    sys.unraisablehook (see tests/faultkit.py), so tests check it."""
+    from faultkit import capture_reports
+
+    return capture_reports(monkeypatch)

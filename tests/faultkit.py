@@ -81,8 +81,8 @@ class Reported:
             return list(self.unraisable)
 
 
-@pytest.fixture
-def reported(monkeypatch: pytest.MonkeyPatch) -> Reported:
+def capture_reports(monkeypatch: pytest.MonkeyPatch) -> Reported:
+    """What the ``reported`` fixture (tests/conftest.py) returns."""
     r = Reported()
     monkeypatch.setattr(threading, "excepthook", r.on_thread)
     monkeypatch.setattr(sys, "unraisablehook", r.on_unraisable)

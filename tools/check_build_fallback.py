@@ -73,7 +73,7 @@ def check_portable_sync_header() -> None:
         src.write_text(SYNC_SMOKE)
         exe = pathlib.Path(tmp, "smoke")
         subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-U__linux__",
-                        f"-I{ROOT / 'fastconc' / 'include'}", str(src), "-o", str(exe),
+                        f"-I{ROOT / 'fastconc' / '_support'}", str(src), "-o", str(exe),
                         "-lpthread"], check=True)
         subprocess.run([str(exe)], check=True)
 
