@@ -247,6 +247,12 @@ def test_typed_buffer_mismatch_is_rejected_before_copying(impl):
     strided = memoryview(array.array("d", range(8)))[::2]
     with pytest.raises(ValueError, match="contiguous"):
         r.push_many(strided)
+    # Empty, it is contiguous whatever its strides (PyBuffer_IsContiguous):
+    # both twins copy nothing and raise nothing (the fallback used to raise).
+    assert r.push_many(strided[0:0]) == 0
+    assert r.pop_into(memoryview(bytearray(16)).cast("d")[::2][0:0]) == 0
+    with pytest.raises(ValueError, match="format"):
+        r.push_many(memoryview(array.array("f", [1.0, 2.0]))[::2][0:0])
     assert len(r) == 0
     r.push(1.0)
     with pytest.raises(TypeError, match="read-only"):

@@ -60,11 +60,14 @@ def check_buffer(obj: Any, typecode: str, name: str, writable: bool) -> memoryvi
         ) from None
     if writable and view.readonly:
         raise TypeError(f"{name} is read-only")
-    if not view.c_contiguous:
+    # An empty buffer is contiguous whatever its strides, as C's
+    # PyBuffer_IsContiguous (the compiled ring's check) says; memoryview's
+    # c_contiguous says no for an empty strided slice.
+    if not view.c_contiguous and view.nbytes:
         raise ValueError(f"{name} must be C-contiguous")
     if view.itemsize != itemsize or _format_kind(view.format) != kind:
         raise ValueError(
             f"{name} holds format {view.format!r} (itemsize {view.itemsize}); "
             f"this ring holds {typecode!r} (itemsize {itemsize})"
         )
-    return view.cast("B")
+    return view.cast("B") if view.c_contiguous else memoryview(bytearray())
