@@ -28,10 +28,12 @@ from fastconc.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from fastconc._channel_c import Channel, Queue
+    from fastconc._channel_c import Channel
+    from fastconc._channel_queue_c import Queue
     from fastconc._deque_c import WorkStealingDeque
     from fastconc._pool_c import WorkStealingPool
-    from fastconc._ring_c import RingBuffer, SpscRingBuffer, TypedRingBuffer
+    from fastconc._ring_c import SpscRingBuffer, TypedRingBuffer
+    from fastconc._ring_mpmc_c import RingBuffer
 else:
     Channel = selected.Channel
     Queue = selected.Queue

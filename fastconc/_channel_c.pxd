@@ -1,4 +1,4 @@
-# C-level layout of the compiled Channel and Queue.
+# C-level layout of the compiled Channel and Queue (_channel_queue_c).
 #
 # Both are one ring of owned object pointers behind one mutex, with a
 # condition variable per direction.  Invariants, all guarded by `mutex`:
@@ -12,6 +12,7 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
+from fastconc._support.gc cimport gc_visit_t
 from fastconc._support.sync cimport fc_cond, fc_mutex
 
 
@@ -68,6 +69,10 @@ cdef class Channel(_BlockingRing):
     pass
 
 
-cdef class Queue(_BlockingRing):
-    cdef fc_cond all_tasks_done
-    cdef Py_ssize_t join_waiters
+# For Queue (fastconc._channel_queue_c), which is built on the same core.
+cdef Py_ssize_t ring_max_slots(ObjRing *r, Py_ssize_t bound) noexcept nogil
+cdef ObjRing ring_detach(ObjRing *r) noexcept nogil
+cdef void ring_release(ObjRing *r) noexcept
+cdef raise_status(int st, object timeout_exc, str what)
+cdef int blocking_ring_traverse(_BlockingRing self, gc_visit_t visit, void *arg) noexcept
+cdef int blocking_ring_clear(_BlockingRing self) noexcept

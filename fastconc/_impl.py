@@ -56,17 +56,33 @@ def _namespace(name: str, *modules: types.ModuleType) -> types.SimpleNamespace:
 
 def load_python() -> types.SimpleNamespace:
     """The pure-Python backend."""
-    from fastconc import _channel_py, _deque_py, _pool_py, _ring_py
+    from fastconc import (
+        _channel_py,
+        _channel_queue_py,
+        _deque_py,
+        _pool_py,
+        _ring_mpmc_py,
+        _ring_py,
+    )
 
-    return _namespace("python", _channel_py, _ring_py, _deque_py, _pool_py)
+    return _namespace("python", _channel_py, _channel_queue_py, _ring_mpmc_py, _ring_py,
+                      _deque_py, _pool_py)
 
 
 def load_cython() -> types.SimpleNamespace:
     """The compiled backend, imported directly: raises ImportError if it was
     not built, so a broken build can never pass for the fallback."""
-    from fastconc import _channel_c, _deque_c, _pool_c, _ring_c
+    from fastconc import (
+        _channel_c,
+        _channel_queue_c,
+        _deque_c,
+        _pool_c,
+        _ring_c,
+        _ring_mpmc_c,
+    )
 
-    return _namespace("cython", _channel_c, _ring_c, _deque_c, _pool_c)
+    return _namespace("cython", _channel_c, _channel_queue_c, _ring_mpmc_c, _ring_c,
+                      _deque_c, _pool_c)
 
 
 def implementations() -> dict[str, types.SimpleNamespace]:

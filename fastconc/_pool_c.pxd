@@ -2,22 +2,18 @@
 #
 # Each worker owns a Deque (fastconc._deque_c); other threads submit into
 # `injector` (a compiled Channel, so a mutex-protected FIFO whose close is
-# atomic with sends).  Idle workers park on `sleep_cond`; see _PoolCore.park for the
-# protocol.  Locking rule, as in _channel_c: a thread holding `sleep_mutex` or
-# `join_mutex` never takes the GIL nor calls into Python.
+# atomic with sends).  Idle workers park on `sleep` (the protocol:
+# _pool_sleep_c.pxd).  Locking rule, as in _channel_c: a thread holding
+# `sleep.mutex` or `pending.mutex` never takes the GIL nor calls into Python.
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 
-from fastconc._support.atomic cimport (
-    fc_atomic_i64,
-    fc_atomic_ptr,
-    fc_atomic_size,
-    fc_atomic_uptr,
-    fc_padded_i64,
-)
+from fastconc._support.atomic cimport fc_atomic_size, fc_atomic_uptr
 from fastconc._channel_c cimport Channel
 from fastconc._deque_c cimport Deque
-from fastconc._support.sync cimport fc_cond, fc_mutex
+from fastconc._pool_latch_c cimport CountLatch
+from fastconc._pool_sleep_c cimport Sleep
+from fastconc._pool_task_c cimport _Task
 
 
 cdef class _PoolCore
@@ -53,17 +49,10 @@ cdef class _PoolCore:
     cdef tuple workers                 # of _Worker, fixed at creation
     cdef Py_ssize_t nworkers
     cdef Channel injector              # submissions from outside the pool
-    # Parking (see park()): sleepers is read without the mutex by publishers;
-    # epoch changes under sleep_mutex whenever a parked worker should look again.
-    cdef fc_mutex sleep_mutex
-    cdef fc_cond sleep_cond
-    cdef fc_atomic_size sleepers
-    cdef fc_atomic_size epoch
-    # join(): tasks queued or running; join_waiters sleep on join_cond.
-    cdef fc_atomic_i64 pending
-    cdef fc_mutex join_mutex
-    cdef fc_cond join_cond
-    cdef fc_atomic_size join_waiters
+    # Parking and compensation: _pool_sleep_c.pxd.
+    cdef Sleep sleep
+    # Tasks queued or running, and join()'s wait for none: _pool_latch_c.pxd.
+    cdef CountLatch pending
     # Closing: under _close_lock, closed_error is written once, then the
     # injector closed, then closed set (release).
     cdef fc_atomic_size closed
@@ -74,13 +63,7 @@ cdef class _PoolCore:
     cdef object cancel_with
     cdef object _close_lock
     cdef object error_handler
-    # Compensation, under sleep_mutex (plain words: only ever touched with
-    # it held): pool threads blocked on a future (begin_block .. end_block)
-    # and spare threads alive or reserved.  A spare is started while
-    # spares < blocked (up to max_spares); an idle spare retires while
-    # spares > blocked.
-    cdef Py_ssize_t blocked
-    cdef Py_ssize_t spares
+    # Most spare threads alive at once (see Sleep.spares).
     cdef readonly Py_ssize_t max_spares
     # Bookkeeping of the executor (fastconc._support.executor._start_spare).
     cdef public object spare_threads
@@ -98,15 +81,15 @@ cdef class _PoolCore:
     cdef _Worker _current(self)
     cdef int _push(self, object task) except -1
     cdef int _push_future_task(self, object future, object call) except -1
-    cdef void _wake_one(self) noexcept nogil
-    cdef void _wake_all(self) noexcept nogil
     cdef PyObject *_find(self, _Worker w) except? NULL
     cdef int _run(self, _Worker w, PyObject *x) except -1
     cdef void _rescue(self, _Worker w, object task, object exc, bint owes_done) noexcept
     cdef void _drain(self, _Worker w) noexcept
     cdef void _run_dependency(self, _Worker w, object task) noexcept
     cdef void _task_done(self) noexcept
+    cdef int _start(self, _Worker w, _Task task) except -1
     cdef void _count_executed(self, _Worker w) noexcept
     cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1
+    cdef int _loop(self, _Worker w) except -1
     cdef void report(self, object exc) noexcept
     cdef void _abandon(self, PyObject *x, object error) noexcept

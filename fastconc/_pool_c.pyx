@@ -9,24 +9,15 @@ rayon's (announce, re-check, sleep on an epoch).  The Executor surface
 itself is written once, in fastconc._support.executor; this module supplies
 its core.  Layout and invariants: _pool_c.pxd.
 """
-cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 
 from fastconc._support.atomic cimport (
-    fc_fence_seq_cst,
-    fc_i64_fetch_add_seq_cst,
-    fc_i64_init,
-    fc_i64_load_relaxed,
-    fc_i64_load_seq_cst,
-    fc_size_fetch_add_seq_cst,
-    fc_size_fetch_sub_seq_cst,
     fc_size_init,
     fc_size_load_acquire,
     fc_size_load_relaxed,
-    fc_size_load_seq_cst,
     fc_size_store_relaxed,
     fc_size_store_release,
     fc_uptr_cas_strong_relaxed,
@@ -41,17 +32,47 @@ from fastconc._deque_c cimport (
     deque_take,
     steal_ref,
 )
+from fastconc._pool_latch_c cimport (
+    LATCH_SIGNALS,
+    LATCH_ZERO,
+    latch_add,
+    latch_count,
+    latch_destroy,
+    latch_done,
+    latch_init,
+    latch_is_zero,
+    latch_wait,
+    latch_wait_begin,
+    latch_wait_end,
+)
+from fastconc._pool_sleep_c cimport (
+    PARK_CLOSED,
+    PARK_DONE,
+    PARK_FOUND,
+    PARK_RETIRE,
+    PARK_TIMEOUT,
+    block_begin,
+    block_end,
+    sleep_announce,
+    sleep_destroy,
+    sleep_init,
+    sleep_leave,
+    sleep_wait,
+    spare_release,
+    wake_all,
+    wake_one,
+)
+from fastconc._pool_task_c cimport (
+    _FutureTask,
+    _Task,
+    batch_task,
+    call_task,
+    future_call_task,
+    take_task,
+)
 from fastconc._support.deadline cimport FOREVER, deadline_ns
 from fastconc._support.sync cimport (
-    FC_WAIT_CHECK_SIGNALS,
-    fc_cond_broadcast,
-    fc_cond_destroy,
-    fc_cond_init,
-    fc_cond_signal_n,
-    fc_cond_wait,
     fc_monotonic_ns,
-    fc_mutex_destroy,
-    fc_mutex_init,
     fc_mutex_lock,
     fc_mutex_unlock,
     fc_thread_id,
@@ -60,7 +81,7 @@ from fastconc._support.sync cimport (
 import threading
 
 from fastconc._support.executor import PoolExecutor, report_error
-from fastconc._support.futures import abandon_future, fresh_error, help_limit, settle_failed
+from fastconc._support.futures import fresh_error, help_limit, settle_failed
 from fastconc._support.spares import MAX_SPARES as _MAX_SPARES  # private: no stub entry
 from fastconc.errors import Deadlock
 
@@ -89,136 +110,6 @@ cdef enum:
     INJECTOR_BATCH = 32
     # Lost CAS races tolerated per victim before trying the next one.
     STEAL_RETRIES = 4
-
-
-# park() outcomes.
-cdef enum:
-    PARK_FOUND        # *out holds a task
-    PARK_WOKEN        # something changed: search again
-    PARK_CLOSED       # pool closed and nothing left to do: the worker exits
-    PARK_DONE         # the awaited future is done
-    PARK_TIMEOUT
-    PARK_RETIRE       # a spare with nothing to do is no longer needed: it exits
-
-
-# ---------------------------------------------------------------- tasks
-
-# Tasks are not tracked by the garbage collector (no_gc): nothing outside
-# the pool ever refers to a task, so no reference cycle can run through one,
-# and with tens of thousands queued, tracking them made every collection
-# slower (measured: a third of submit+result's time went to the collector).
-@cython.no_gc
-cdef class _Task:
-    """A queued unit of work; run() never raises for the task's own errors
-    (when it raises, the wrapper itself failed: see _PoolCore._rescue)."""
-    cdef object fn
-    cdef object future                 # what a failing run() must settle, or None
-    # A _FutureTask's token (see _take): 0 until its owner takes it.  Zeroed
-    # by tp_alloc and set to 0 again by fc_uptr_init before it is queued.
-    cdef fc_atomic_uptr taken
-
-    cdef int run(self, _PoolCore core, _Worker w) except -1:
-        """Run it (the caller owns it) and count it executed as it starts."""
-        raise NotImplementedError
-
-    cdef void abandon(self, object error) noexcept:
-        """The pool closed before this task ran (error None: cancelled)."""
-        pass
-
-
-@cython.no_gc
-cdef class _Call(_Task):
-    """execute(fn, *args, **kwargs) with arguments (a bare callable is queued
-    as itself)."""
-    cdef tuple args
-    cdef dict kwargs
-
-    cdef int run(self, _PoolCore core, _Worker w) except -1:
-        core._count_executed(w)
-        try:
-            if self.kwargs:
-                self.fn(*self.args, **self.kwargs)
-            else:
-                self.fn(*self.args)
-        except BaseException as exc:
-            core.report(exc)
-        return 0
-
-
-cdef inline bint _take(_Task task) noexcept nogil:
-    """A future task's token: of its queue entry and a waiter that found it
-    through future._task (help_until), exactly one takes it, and owns the
-    task from then on: it runs or abandons it, settles its future and counts
-    it done.  The other finds it taken and drops its reference (a skipped
-    queue entry, counted nowhere).  A C-level CAS: it cannot fail half-way."""
-    cdef uintptr_t free_ = 0
-    # relaxed CAS: it only has to pick one winner, which any RMW does; the
-    # task's fields were published to both parties before (by the deque or
-    # injector, or by the future's attribute under the GIL / its lock), and
-    # what the owner does next is ordered by the future's own lock.
-    return fc_uptr_cas_strong_relaxed(&task.taken, &free_, 1)
-
-
-@cython.no_gc
-cdef class _FutureTask(_Task):
-    """A task that settles a PoolFuture.  Its owner (see _take) claims the
-    future (PENDING -> RUNNING under its lock, PoolFuture._claim) and runs
-    the call; a cancelled future's task is not run."""
-
-    cdef int run(self, _PoolCore core, _Worker w) except -1:
-        if self.future._claim():
-            core._count_executed(w)
-            self.call()
-        return 0
-
-    cdef int call(self) except -1:
-        raise NotImplementedError
-
-    cdef void abandon(self, object error) noexcept:
-        abandon_future(self.future, error)
-
-
-@cython.no_gc
-cdef class _FutureCall(_FutureTask):
-    """submit(): the result or exception goes to the future."""
-    cdef tuple args
-    cdef dict kwargs
-
-    cdef int call(self) except -1:
-        cdef object future = self.future
-        try:
-            result = self.fn(*self.args, **self.kwargs) if self.kwargs else self.fn(*self.args)
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-        return 0
-
-
-@cython.no_gc
-cdef class _BatchCall(_FutureTask):
-    """One chunk of map(): the future gets (results, first_exception_or_None);
-    the chunk stops at its first failure.  star: items are argument tuples
-    (map over several iterables), else single arguments."""
-    cdef list items
-    cdef bint star
-
-    cdef int call(self) except -1:
-        cdef object future = self.future
-        cdef list results = []
-        cdef object fn = self.fn
-        cdef object failure = None
-        try:
-            if self.star:
-                for args in self.items:
-                    results.append(fn(*args))
-            else:
-                for arg in self.items:
-                    results.append(fn(arg))
-        except BaseException as exc:
-            failure = exc
-        future.set_result((results, failure))
-        return 0
 
 
 cdef inline void _bump(fc_atomic_size *counter) noexcept nogil:
@@ -251,26 +142,19 @@ cdef class _PoolCore:
     """Deques, injector, parking and the task loop of one WorkStealingPool."""
 
     def __cinit__(self, *args, **kwargs):
-        if fc_mutex_init(&self.sleep_mutex) != 0 or fc_mutex_init(&self.join_mutex) != 0:
+        if latch_init(&self.pending) < 0:
             raise MemoryError("cannot create mutex")
-        fc_cond_init(&self.sleep_cond)
-        fc_cond_init(&self.join_cond)
-        fc_size_init(&self.sleepers, 0)
-        fc_size_init(&self.epoch, 0)
-        fc_size_init(&self.join_waiters, 0)
+        if sleep_init(&self.sleep) < 0:
+            latch_destroy(&self.pending)
+            raise MemoryError("cannot create mutex")
         fc_size_init(&self.closed, 0)
         fc_size_init(&self.cancelling, 0)
-        fc_i64_init(&self.pending, 0)
-        self.blocked = 0
-        self.spares = 0
         self.initialised = True
 
     def __dealloc__(self):
         if self.initialised:
-            fc_cond_destroy(&self.sleep_cond)
-            fc_cond_destroy(&self.join_cond)
-            fc_mutex_destroy(&self.sleep_mutex)
-            fc_mutex_destroy(&self.join_mutex)
+            sleep_destroy(&self.sleep)
+            latch_destroy(&self.pending)
 
     def __init__(self, Py_ssize_t nworkers, error_handler, Py_ssize_t max_spares=_MAX_SPARES):
         cdef _Worker w
@@ -310,9 +194,8 @@ cdef class _PoolCore:
         cdef PyObject *p = <PyObject *>task
         cdef Py_ssize_t done = 0
         cdef int st
-        # seq_cst: counted before the task is visible, so join() never sees
-        # zero while it is queued; the decrement pairs in _task_done().
-        fc_i64_fetch_add_seq_cst(&self.pending, 1)
+        # Counted before the task is visible (see _pool_latch_c.pxd).
+        latch_add(&self.pending)
         if w is not None and not w.spare:
             # acquire: pairs with the release in close(), so closed_error is set.
             if fc_size_load_acquire(&self.closed):
@@ -332,45 +215,26 @@ cdef class _PoolCore:
                 if st == ST_CLOSED:
                     raise fresh_error(self.closed_error)
                 raise MemoryError("cannot grow the pool's queue")
-        self._wake_one()
+        wake_one(&self.sleep)
         return 0
 
     def execute(self, fn, tuple args, dict kwargs):
-        cdef _Call call
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         if not args and not kwargs and not isinstance(fn, _Task):
             self._push(fn)
             return
-        call = _Call.__new__(_Call)
-        call.fn = fn
-        call.args = args
-        call.kwargs = kwargs
-        self._push(call)
+        self._push(call_task(fn, args, kwargs))
 
     def submit(self, future, fn, tuple args, dict kwargs):
-        cdef _FutureCall call
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-        call = _FutureCall.__new__(_FutureCall)
-        call.future = future
-        call.fn = fn
-        call.args = args
-        call.kwargs = kwargs
-        self._push_future_task(future, call)
+        self._push_future_task(future, future_call_task(future, fn, args, kwargs))
 
     def submit_batch(self, future, fn, list items, bint star):
-        cdef _BatchCall call = _BatchCall.__new__(_BatchCall)
-        call.future = future
-        call.fn = fn
-        call.items = items
-        call.star = star
-        self._push_future_task(future, call)
+        self._push_future_task(future, batch_task(future, fn, items, star))
 
     cdef int _push_future_task(self, object future, object call) except -1:
-        # Plain initialisation: the task is not shared yet; queueing it
-        # publishes this.
-        fc_uptr_init(&(<_Task>call).taken, 0)
         # The link a waiter follows to run this task as its dependency
         # (help_until); its owner clears it once it took the token, so the
         # future <-> task cycle (tasks are not GC-tracked) never outlives that.
@@ -382,37 +246,9 @@ cdef class _PoolCore:
             raise
         return 0
 
-    # ------------------------------------------------------------ waking
-
-    cdef void _wake_one(self) noexcept nogil:
-        """After publishing a task: wake one parked worker, if any."""
-        # seq_cst fence between the publication (deque bottom or injector)
-        # and the read of sleepers; park() has the matching order (sleepers
-        # increment, then the re-check).  One of the two sees the other, so
-        # a worker never sleeps through a task (rayon's sleep protocol: a
-        # publisher that sees no sleeper knows every would-be sleeper will
-        # see its job).
-        fc_fence_seq_cst()
-        # relaxed: ordered by the fence above.
-        if fc_size_load_relaxed(&self.sleepers) == 0:
-            return
-        fc_mutex_lock(&self.sleep_mutex)
-        # seq_cst: a parker that reads the new epoch must also see the task
-        # published before it (the RMW is a release, park's load an acquire).
-        fc_size_fetch_add_seq_cst(&self.epoch, 1)
-        fc_mutex_unlock(&self.sleep_mutex)
-        fc_cond_signal_n(&self.sleep_cond, 1)
-
-    cdef void _wake_all(self) noexcept nogil:
-        fc_mutex_lock(&self.sleep_mutex)
-        # seq_cst: as in _wake_one.
-        fc_size_fetch_add_seq_cst(&self.epoch, 1)
-        fc_mutex_unlock(&self.sleep_mutex)
-        fc_cond_broadcast(&self.sleep_cond)
-
     def _future_done(self, future):
         """Done-callback of a future a worker helps on: wake it to return."""
-        self._wake_all()
+        wake_all(&self.sleep)
 
     # ------------------------------------------------------------ running
 
@@ -438,7 +274,7 @@ cdef class _PoolCore:
                 if deque_push(&w.deque, batch[i]) < 0:
                     self._abandon(batch[i], MemoryError("cannot grow the worker's deque"))
             if got > 1:
-                self._wake_one()
+                wake_one(&self.sleep)
             return batch[0]
         if self.nworkers < 2 and not w.spare:
             return NULL
@@ -467,14 +303,14 @@ cdef class _PoolCore:
             self._abandon(x, self.cancel_with)
             return 0
         cdef object task = steal_ref(x)
-        if isinstance(task, _FutureTask) and not _take(<_Task>task):
+        if isinstance(task, _FutureTask) and not take_task(<_Task>task):
             # A waiter ran it as its dependency: this entry is stale.
             return 0
         try:
             if isinstance(task, _Task):
                 if isinstance(task, _FutureTask):
                     (<_Task>task).future._task = None
-                (<_Task>task).run(self, w)
+                self._start(w, <_Task>task)
             else:
                 self._count_executed(w)
                 task()
@@ -485,6 +321,14 @@ cdef class _PoolCore:
         else:
             self._task_done()
         task = None
+        return 0
+
+    cdef int _start(self, _Worker w, _Task task) except -1:
+        """Run a task the caller owns (see take_task), counted executed as it
+        starts."""
+        if task.start():
+            self._count_executed(w)
+            task.call(self.error_handler)
         return 0
 
     cdef void _count_executed(self, _Worker w) noexcept:
@@ -531,42 +375,29 @@ cdef class _PoolCore:
 
     cdef void _run_dependency(self, _Worker w, object task) noexcept:
         """Run the awaited future's queued task inline, if nobody took it yet
-        (_take).  Its queue entry stays where it is and is skipped when
+        (take_task).  Its queue entry stays where it is and is skipped when
         popped; the task keeps the one count in pending it got when queued,
         given back once it has run here."""
-        if not _take(<_Task>task):
+        if not take_task(<_Task>task):
             return
         try:
             (<_Task>task).future._task = None
-            (<_Task>task).run(self, w)
+            self._start(w, <_Task>task)
         except BaseException as exc:
             self._rescue(w, task, exc, True)
         else:
             self._task_done()
 
     cdef void _task_done(self) noexcept:
-        # seq_cst: the decrement and the read of join_waiters form a Dekker
-        # pair with join()'s increment of join_waiters and read of pending.
-        if fc_i64_fetch_add_seq_cst(&self.pending, -1) == 1:
-            if fc_size_load_seq_cst(&self.join_waiters):
-                fc_mutex_lock(&self.join_mutex)
-                fc_mutex_unlock(&self.join_mutex)
-                fc_cond_broadcast(&self.join_cond)
+        latch_done(&self.pending)
 
     cdef int _park(self, _Worker w, int64_t deadline, object future, PyObject **out) except -1:
         """Sleep until there may be work (or the future is done, or the pool
-        closed).  The protocol, after rayon's: announce (sleepers += 1), read
-        the epoch, look everywhere once more, and only then sleep until the
-        epoch moves.  A publisher bumps the epoch whenever it sees a sleeper,
-        so a task published after our last look always wakes us."""
-        cdef size_t key
-        cdef int st = PARK_WOKEN, spin = 1
-        cdef int64_t remaining = -1
+        closed), by the protocol of _pool_sleep_c.pxd: announce, look
+        everywhere once more, then sleep until the epoch moves."""
+        cdef size_t key = sleep_announce(&self.sleep)
+        cdef int st
         cdef bint closed, may_retire
-        # seq_cst: pairs with the fence in _wake_one (see there).
-        fc_size_fetch_add_seq_cst(&self.sleepers, 1)
-        # seq_cst: reading a bumped epoch makes its task visible to the look below.
-        key = fc_size_load_seq_cst(&self.epoch)
         try:
             # acquire: before the look, so a close() that follows a last
             # submission never makes us exit past it (the injector's mutex
@@ -586,37 +417,16 @@ cdef class _PoolCore:
             may_retire = w.spare and future is None and not w.unsettled
             _bump(&w.parks)
             with nogil:
-                fc_mutex_lock(&self.sleep_mutex)
-                # seq_cst: see _wake_one; the mutex orders it with the bump.
-                while fc_size_load_seq_cst(&self.epoch) == key:
-                    # Only while the epoch is unchanged: nothing was published
-                    # since our look, so retiring loses no wake-up (a later
-                    # publisher's signal goes to a thread really waiting).
-                    if may_retire and self.spares > self.blocked:
-                        self.spares -= 1
-                        st = PARK_RETIRE
-                        break
-                    if deadline != FOREVER:
-                        remaining = deadline - fc_monotonic_ns()
-                        if remaining <= 0:
-                            st = PARK_TIMEOUT
-                            break
-                    # Signals are the main thread's business; workers just wait again.
-                    fc_cond_wait(&self.sleep_cond, &self.sleep_mutex, remaining, spin)
-                    spin = 0
-                fc_mutex_unlock(&self.sleep_mutex)
+                st = sleep_wait(&self.sleep, key, deadline, may_retire)
             return st
         finally:
-            # seq_cst: as the increment.
-            fc_size_fetch_sub_seq_cst(&self.sleepers, 1)
+            sleep_leave(&self.sleep)
 
     def run(self, Py_ssize_t index):
         """The worker loop of thread `index`; returns once the pool is closed
         and no work is left."""
         global fc_current_worker
         cdef _Worker w
-        cdef PyObject *x
-        cdef int st
         cdef uintptr_t nobody = 0
         if not 0 <= index < self.nworkers:  # boundscheck is off in this module
             raise IndexError(f"no worker {index}")
@@ -629,19 +439,26 @@ cdef class _PoolCore:
             raise RuntimeError(f"worker {index} is already running")
         fc_current_worker = <void *>w
         try:
-            while True:
-                if w.unsettled:
-                    self._drain(w)
-                x = self._find(w)
-                if x == NULL:
-                    st = self._park(w, FOREVER, None, &x)
-                    if st == PARK_CLOSED:
-                        return
-                    if st != PARK_FOUND:
-                        continue
-                self._run(w, x)
+            self._loop(w)
         finally:
             fc_current_worker = NULL
+
+    cdef int _loop(self, _Worker w) except -1:
+        """Find and run tasks until the pool is closed and nothing is left
+        (PARK_CLOSED) or, for a spare, until it retires (PARK_RETIRE)."""
+        cdef PyObject *x
+        cdef int st
+        while True:
+            if w.unsettled:
+                self._drain(w)
+            x = self._find(w)
+            if x == NULL:
+                st = self._park(w, FOREVER, None, &x)
+                if st == PARK_CLOSED or st == PARK_RETIRE:
+                    return st
+                if st != PARK_FOUND:
+                    continue
+            self._run(w, x)
 
     def run_spare(self):
         """The loop of a spare thread (its slot reserved by begin_block):
@@ -649,8 +466,6 @@ cdef class _PoolCore:
         threads and it has nothing to do."""
         global fc_current_worker
         cdef _Worker w
-        cdef PyObject *x
-        cdef int st
         cdef bint retired = False
         w = None
         try:
@@ -666,20 +481,7 @@ cdef class _PoolCore:
             with self._spare_lock:
                 self._spare_workers.add(w)
             fc_current_worker = <void *>w
-            while True:
-                if w.unsettled:
-                    self._drain(w)
-                x = self._find(w)
-                if x == NULL:
-                    st = self._park(w, FOREVER, None, &x)
-                    if st == PARK_RETIRE:
-                        retired = True
-                        return
-                    if st == PARK_CLOSED:
-                        return
-                    if st != PARK_FOUND:
-                        continue
-                self._run(w, x)
+            retired = self._loop(w) == PARK_RETIRE
         finally:
             if w is not None and fc_current_worker == <void *>w:
                 fc_current_worker = NULL
@@ -696,38 +498,21 @@ cdef class _PoolCore:
     def begin_block(self):
         """This pool thread is about to block on a future: count it blocked,
         and say whether the caller must start a spare thread (its slot
-        reserved here) so that max_workers threads stay unblocked.  Parked
-        threads are woken to look again: the blocked thread's deque is
-        theirs now."""
+        reserved here) so that max_workers threads stay unblocked."""
         cdef bint spawn
         with nogil:
-            fc_mutex_lock(&self.sleep_mutex)
-            self.blocked += 1
-            spawn = self.spares < self.blocked and self.spares < self.max_spares
-            if spawn:
-                self.spares += 1
-            fc_mutex_unlock(&self.sleep_mutex)
-            self._wake_all()
+            spawn = block_begin(&self.sleep, self.max_spares)
         return spawn
 
     def end_block(self):
-        cdef bint surplus
         with nogil:
-            fc_mutex_lock(&self.sleep_mutex)
-            self.blocked -= 1
-            surplus = self.spares > self.blocked
-            fc_mutex_unlock(&self.sleep_mutex)
-            if surplus:
-                # Idle spares look again, and retire (see _park).
-                self._wake_all()
+            block_end(&self.sleep)
 
     def release_spare(self):
         """A spare slot given back: its thread could not start, or it exits
         for another reason than retiring (the pool closed)."""
         with nogil:
-            fc_mutex_lock(&self.sleep_mutex)
-            self.spares -= 1
-            fc_mutex_unlock(&self.sleep_mutex)
+            spare_release(&self.sleep)
 
     def owns_current_thread(self):
         """True when the calling thread is one of this pool's workers."""
@@ -781,7 +566,7 @@ cdef class _PoolCore:
             if watching:
                 # Leaving may have swallowed a wake-up meant for a new task
                 # (both bump the epoch): pass one on.
-                self._wake_one()
+                wake_one(&self.sleep)
         return True
 
     # ------------------------------------------------------------ errors
@@ -795,41 +580,23 @@ cdef class _PoolCore:
     def join(self, timeout):
         """Wait until no task is queued or running; False on timeout."""
         cdef int64_t deadline = deadline_ns(timeout)
-        cdef int64_t remaining = -1
-        cdef int r = 0, spin = 1
-        cdef bint idle = False
+        cdef int st, spin = 1
         if self._current() is not None:
             raise Deadlock("join() from a worker of the same pool would wait for itself")
-        # seq_cst: see _task_done.
-        if fc_i64_load_seq_cst(&self.pending) == 0:
+        if latch_is_zero(&self.pending):
             return True
-        fc_size_fetch_add_seq_cst(&self.join_waiters, 1)
+        latch_wait_begin(&self.pending)
         try:
             while True:
                 with nogil:
-                    fc_mutex_lock(&self.join_mutex)
-                    while True:
-                        # seq_cst: see _task_done.
-                        if fc_i64_load_seq_cst(&self.pending) == 0:
-                            idle = True
-                            break
-                        if deadline != FOREVER:
-                            remaining = deadline - fc_monotonic_ns()
-                            if remaining <= 0:
-                                break
-                        r = fc_cond_wait(&self.join_cond, &self.join_mutex, remaining, spin)
-                        spin = 0
-                        if r == FC_WAIT_CHECK_SIGNALS:
-                            break
-                    fc_mutex_unlock(&self.join_mutex)
-                if r == FC_WAIT_CHECK_SIGNALS and not idle:
-                    # Lets a Ctrl-C in the main thread interrupt join().
-                    PyErr_CheckSignals()
-                    r = 0
-                    continue
-                return idle
+                    st = latch_wait(&self.pending, deadline, spin)
+                spin = 0
+                if st != LATCH_SIGNALS:
+                    return st == LATCH_ZERO
+                # Lets a Ctrl-C in the main thread interrupt join().
+                PyErr_CheckSignals()
         finally:
-            fc_size_fetch_sub_seq_cst(&self.join_waiters, 1)
+            latch_wait_end(&self.pending)
 
     def close(self, error, bint cancel_futures, fail_with=None):
         """Take no more work (submitters get `error`) and let the workers exit
@@ -864,12 +631,12 @@ cdef class _PoolCore:
                 while x != NULL:
                     self._abandon(x, fail_with)
                     x = deque_steal_retrying(&w.deque, PY_SSIZE_T_MAX)
-        self._wake_all()
+        wake_all(&self.sleep)
 
     cdef void _abandon(self, PyObject *x, object error) noexcept:
         cdef object task = steal_ref(x)
         if isinstance(task, _FutureTask):
-            if not _take(<_Task>task):
+            if not take_task(<_Task>task):
                 return  # stale: its owner ran it and counted it done
             try:
                 (<_Task>task).future._task = None
@@ -904,10 +671,10 @@ cdef class _PoolCore:
                 steals += fc_size_load_relaxed(&w.steals)
                 parks += fc_size_load_relaxed(&w.parks)
         with nogil:
-            fc_mutex_lock(&self.sleep_mutex)
-            spares, blocked = self.spares, self.blocked
-            fc_mutex_unlock(&self.sleep_mutex)
-        return (per_worker, fc_i64_load_relaxed(&self.pending), (executed, steals, parks),
+            fc_mutex_lock(&self.sleep.mutex)
+            spares, blocked = self.sleep.spares, self.sleep.blocked
+            fc_mutex_unlock(&self.sleep.mutex)
+        return (per_worker, latch_count(&self.pending), (executed, steals, parks),
                 spares, blocked)
 
     @property

@@ -1,5 +1,5 @@
-# C-level layout of the compiled ring buffers, and the public nogil C API of
-# TypedRingBuffer.
+# C-level layout of the compiled SPSC ring buffers, the public nogil C API of
+# TypedRingBuffer, and the checks RingBuffer (_ring_mpmc_c) shares.
 #
 # Other Cython extensions move numbers without the GIL, from `with nogil:`
 # blocks or from threads of their own:
@@ -19,25 +19,31 @@
 # (ring.typecode / ring.itemsize).
 cimport cython
 from cpython.object cimport PyObject
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport intptr_t, uintptr_t
 from libc.string cimport memcpy
 
 from fastconc._support.atomic cimport (
     fc_atomic_size,
     fc_atomic_uptr,
-    fc_padded_size,
     fc_size_load_acquire,
     fc_size_load_relaxed,
     fc_size_store_release,
 )
 
 
-cdef struct Cell:
-    # One slot of Vyukov's bounded MPMC queue: `seq` says whose turn it is
-    # (== pos: free for the producer of pos; == pos + 1: full, for the
-    # consumer of pos).
-    fc_atomic_size seq
-    PyObject *item
+# Argument checks and counting shared by every ring of this package.
+cdef size_t ring_size(object capacity) except 0
+cdef Py_ssize_t max_items_arg(object max_items) except -1
+
+
+cdef inline size_t ring_used(size_t head, size_t tail, size_t capacity) noexcept nogil:
+    """Items between two positions, for len(): positions wrap modulo 2**64
+    together, so the difference is exact; a racing reader may see head past
+    tail for a moment: clamp."""
+    cdef size_t n = tail - head
+    if <intptr_t>n < 0:
+        return 0
+    return n if n < capacity else capacity
 
 
 cdef struct SpscSide:
@@ -46,21 +52,6 @@ cdef struct SpscSide:
     size_t cache             # last seen value of the other side's index
     fc_atomic_uptr owner     # thread bound to this side (0: none yet)
     char pad[128]
-
-
-@cython.final
-cdef class RingBuffer:
-    cdef char _pad0[128]           # keep the object header off head's line
-    cdef fc_padded_size head       # next position to pop
-    cdef fc_padded_size tail       # next position to push
-    cdef Cell *cells
-    cdef size_t mask
-    cdef bint _init_done
-    cdef object _capacity
-    cdef object __weakref__
-
-    cdef bint _push(self, object item) noexcept
-    cdef PyObject *_pop(self) noexcept
 
 
 @cython.final

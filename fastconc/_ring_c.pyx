@@ -1,10 +1,8 @@
 # cython: language_level=3, freethreading_compatible=True, autotestdict=False, binding=False
 # cython: embedsignature=True, embedsignature.format=clinic
-"""Compiled lock-free ring buffers.
+"""Compiled lock-free single-producer single-consumer ring buffers
+(RingBuffer, the multi-producer one, is in _ring_mpmc_c).
 
-RingBuffer      Vyukov's bounded MPMC queue (Dmitry Vyukov, "Bounded MPMC
-                queue"; crossbeam's ArrayQueue): a sequence number per slot,
-                one CAS on head or tail per operation, never a lock.
 SpscRingBuffer  Lamport's single-producer single-consumer ring with cached
                 indices (as in rigtorp's SPSCQueue / folly's
                 ProducerConsumerQueue): plain loads and one release store per
@@ -12,7 +10,7 @@ SpscRingBuffer  Lamport's single-producer single-consumer ring with cached
 TypedRingBuffer the SPSC ring over C numbers, with batch copies done with the
                 GIL released and a nogil C API (see _ring_c.pxd).
 
-Memory orders, for every ring: an item (pointer or bytes) is written before
+Memory orders, for every ring (RingBuffer's too): an item (pointer or bytes) is written before
 the release store that publishes its slot, and read after the acquire load
 that observed that store.  Nothing here blocks: push on a full ring and pop on
 an empty one return at once.
@@ -35,7 +33,6 @@ from libc.stdint cimport (
     int16_t,
     int32_t,
     int64_t,
-    intptr_t,
     uint8_t,
     uint16_t,
     uint32_t,
@@ -45,7 +42,6 @@ from libc.stdint cimport (
 from libc.stdlib cimport free, malloc
 
 from fastconc._support.atomic cimport (
-    fc_size_cas_weak_relaxed,
     fc_size_init,
     fc_size_load_acquire,
     fc_size_load_relaxed,
@@ -84,7 +80,7 @@ cdef object _MISSING = object()
 cdef size_t NOGIL_COPY_BYTES = 16384
 
 
-cdef size_t _ring_size(object capacity) except 0:
+cdef size_t ring_size(object capacity) except 0:
     """Validate a capacity and round it up to a power of two, at least 2
     (Vyukov's sequence numbers cannot tell a full 1-slot ring from an empty
     one; the other rings follow the same rule so the three agree)."""
@@ -104,7 +100,7 @@ cdef size_t _ring_size(object capacity) except 0:
     return size
 
 
-cdef Py_ssize_t _max_items(object max_items) except -1:
+cdef Py_ssize_t max_items_arg(object max_items) except -1:
     if isinstance(max_items, bool):
         raise TypeError("max_items must be an int, not bool")
     try:
@@ -114,237 +110,6 @@ cdef Py_ssize_t _max_items(object max_items) except -1:
     if n < 0:
         raise ValueError(f"max_items must be >= 0, got {n!r}")
     return n if n < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX
-
-
-cdef inline size_t _used(size_t head, size_t tail, size_t capacity) noexcept nogil:
-    # Positions wrap modulo 2**64 together, so the difference is exact; a
-    # racing reader may see head past tail for a moment: clamp.
-    cdef size_t n = tail - head
-    if <intptr_t>n < 0:
-        return 0
-    return n if n < capacity else capacity
-
-
-# ---------------------------------------------------------------- RingBuffer
-
-cdef class RingBuffer:
-    """Lock-free bounded multi-producer multi-consumer ring of objects.
-
-    Never blocks: ``push`` returns False when full, ``pop`` raises Empty (or
-    returns the default) when empty.  The capacity is rounded up to a power
-    of two (at least 2).  As in any Vyukov queue, while another thread is
-    between claiming a slot and finishing with it, ``push``/``pop`` may report
-    full/empty for that slot even though ``len()`` disagrees: retry.
-    """
-
-    # Storage is allocated in __cinit__, so no instance exists without it
-    # (not even one made by __new__ alone).
-    def __cinit__(self, capacity, *args, **kwargs):
-        cdef size_t size = _ring_size(capacity)
-        cdef size_t i
-        # The same limit as the fallback's (it grows on demand): refuse what
-        # this machine could never hold, before malloc and the writes below.
-        check_ring_memory(size, sizeof(Cell))
-        self.cells = <Cell *>malloc(size * sizeof(Cell))
-        if self.cells == NULL:
-            raise ring_alloc_error(size)
-        for i in range(size):
-            fc_size_init(&self.cells[i].seq, i)
-            self.cells[i].item = NULL
-        self.mask = size - 1
-        fc_size_init(&self.head.v, 0)
-        fc_size_init(&self.tail.v, 0)
-        self._capacity = size
-
-    def __init__(self, capacity):
-        if self._init_done:
-            raise RuntimeError("RingBuffer is already initialised")
-        self._init_done = True
-
-    def __dealloc__(self):
-        cdef PyObject *p
-        if self.cells == NULL:
-            return
-        while True:
-            p = self._pop()
-            if p == NULL:
-                break
-            Py_DECREF(<object>p)
-        free(self.cells)
-
-    def __reduce__(self):
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    cdef bint _push(self, object item) noexcept:
-        cdef Cell *cell
-        cdef size_t seq
-        # relaxed: tail is only a hint of where to try; the cell's sequence
-        # number (acquire below) is what orders us after the consumer that
-        # freed the cell (Vyukov's enqueue).
-        cdef size_t pos = fc_size_load_relaxed(&self.tail.v)
-        cdef intptr_t dif
-        while True:
-            cell = &self.cells[pos & self.mask]
-            # acquire: pairs with the consumer's release store of seq, so its
-            # read of the old item happened before we overwrite it.
-            seq = fc_size_load_acquire(&cell.seq)
-            dif = <intptr_t>(seq - pos)
-            if dif == 0:
-                # relaxed CAS: claiming the position needs no ordering; the
-                # release store of seq below publishes the item.
-                if fc_size_cas_weak_relaxed(&self.tail.v, &pos, pos + 1):
-                    break
-            elif dif < 0:
-                return False    # the cell still holds an item from a lap ago: full
-            else:
-                pos = fc_size_load_relaxed(&self.tail.v)
-        Py_INCREF(item)
-        cell.item = <PyObject *>item
-        # release: the item pointer is visible before the cell reads as full.
-        fc_size_store_release(&cell.seq, pos + 1)
-        return True
-
-    cdef PyObject *_pop(self) noexcept:
-        """Take the oldest item (a new reference) or NULL when empty."""
-        cdef Cell *cell
-        cdef size_t seq
-        cdef PyObject *p
-        # relaxed: as in _push, the cell's seq carries the ordering.
-        cdef size_t pos = fc_size_load_relaxed(&self.head.v)
-        cdef intptr_t dif
-        while True:
-            cell = &self.cells[pos & self.mask]
-            # acquire: pairs with the producer's release store; the item
-            # pointer written before it is visible to us.
-            seq = fc_size_load_acquire(&cell.seq)
-            dif = <intptr_t>(seq - (pos + 1))
-            if dif == 0:
-                # relaxed CAS, as in _push.
-                if fc_size_cas_weak_relaxed(&self.head.v, &pos, pos + 1):
-                    break
-            elif dif < 0:
-                return NULL     # not yet written: empty
-            else:
-                pos = fc_size_load_relaxed(&self.head.v)
-        p = cell.item
-        cell.item = NULL
-        # release: our read of the item happens before the producer of the
-        # next lap (pos + size) may reuse the cell.
-        fc_size_store_release(&cell.seq, pos + self.mask + 1)
-        return p
-
-    @property
-    def capacity(self):
-        """Slots in the ring (the requested capacity rounded up to a power of two)."""
-        return self._capacity
-
-    @cython.always_allow_keywords(False)   # METH_O, like deque.append
-    def push(self, item):
-        """Add item; return False (and keep no reference) if the ring is full."""
-        return self._push(item)
-
-    def pop(self, default=_MISSING):
-        """Remove and return the oldest item.  When empty, return ``default``
-        if given, else raise Empty."""
-        cdef PyObject *p = self._pop()
-        if p == NULL:
-            if default is _MISSING:
-                raise Empty("ring buffer is empty")
-            return default
-        item = <object>p
-        Py_DECREF(item)
-        return item
-
-    def push_many(self, items):
-        """Push items in order until one does not fit; return how many were
-        pushed.  A non-sequence iterable is read to the end first, so no item
-        is consumed without being pushed."""
-        cdef Py_ssize_t n = 0
-        # A tuple snapshot: without the GIL another thread may change a list
-        # while we walk it (tuple(list) copies it atomically on 3.13t).
-        if type(items) is not tuple:
-            items = tuple(items)
-        for item in items:
-            if not self._push(item):
-                break
-            n += 1
-        return n
-
-    def pop_many(self, max_items):
-        """Pop up to ``max_items`` of the items there now (fewer when the ring
-        runs empty, or when other consumers take them first)."""
-        cdef Py_ssize_t want = _max_items(max_items)
-        cdef Py_ssize_t i, n = len(self)
-        cdef PyObject *p
-        cdef list out
-        if want < n:
-            n = want
-        out = PyList_New(n)
-        for i in range(n):
-            p = self._pop()
-            if p == NULL:
-                Py_SET_SIZE(out, i)
-                break
-            list_steal_item(out, i, p)
-        return out
-
-    def __len__(self):
-        # head first: tail is read later, so tail >= head for what we saw.
-        # relaxed: a snapshot; head first, so tail >= head for what we saw.
-        cdef size_t h = fc_size_load_relaxed(&self.head.v)
-        return _used(h, fc_size_load_relaxed(&self.tail.v), self.mask + 1)
-
-    def is_empty(self):
-        """True when nothing is in the ring (a snapshot)."""
-        return len(self) == 0
-
-    def is_full(self):
-        """True when every slot is taken (a snapshot)."""
-        return len(self) == <Py_ssize_t>(self.mask + 1)
-
-    def __repr__(self):
-        return f"<fastconc.RingBuffer len={len(self)} capacity={self._capacity}>"
-
-    __class_getitem__ = classmethod(types.GenericAlias)
-
-
-# A push or pop runs entirely with the GIL held (or, free-threaded, without
-# reaching a stop-the-world safe point), so a collector never sees a cell in
-# the middle of a change: items are exactly the cells whose seq says "full".
-
-cdef int _ring_traverse(RingBuffer self, gc_visit_t visit, void *arg) noexcept:
-    cdef size_t pos, head, tail
-    cdef Cell *cell
-    cdef int e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>_ring_traverse)
-    if e or self.cells == NULL:
-        return e
-    # acquire: pairs with the release stores of the cells' seq (and orders
-    # our reads after any push/pop that completed before the collection).
-    head = fc_size_load_acquire(&self.head.v)
-    tail = fc_size_load_acquire(&self.tail.v)
-    pos = head
-    while pos != tail:
-        cell = &self.cells[pos & self.mask]
-        if fc_size_load_acquire(&cell.seq) == pos + 1 and cell.item != NULL:
-            e = visit(cell.item, arg)
-            if e:
-                return e
-        pos += 1
-    return 0
-
-
-cdef int _ring_clear(RingBuffer self) noexcept:
-    cdef PyObject *p
-    if self.cells == NULL:
-        return 0
-    while True:
-        p = self._pop()
-        if p == NULL:
-            return 0
-        Py_DECREF(<object>p)
-
-
-set_gc_hooks(RingBuffer, <gc_traverse_t>_ring_traverse, <gc_clear_t>_ring_clear)
 
 
 # ---------------------------------------------------------------- SPSC sides
@@ -384,7 +149,7 @@ cdef class SpscRingBuffer:
     """
 
     def __cinit__(self, capacity, *args, **kwargs):
-        cdef size_t size = _ring_size(capacity)
+        cdef size_t size = ring_size(capacity)
         check_ring_memory(size, sizeof(PyObject *))
         self.slots = <PyObject **>malloc(size * sizeof(PyObject *))
         if self.slots == NULL:
@@ -498,7 +263,7 @@ cdef class SpscRingBuffer:
 
     def pop_many(self, max_items):
         """Pop up to ``max_items`` items (consumer thread only)."""
-        cdef Py_ssize_t want = _max_items(max_items)
+        cdef Py_ssize_t want = max_items_arg(max_items)
         cdef size_t head, i, n, avail
         cdef list out
         _claim(&self.cons, "SpscRingBuffer", "pop")
@@ -523,7 +288,7 @@ cdef class SpscRingBuffer:
     def __len__(self):
         # relaxed: a snapshot, read as in RingBuffer.__len__.
         cdef size_t h = fc_size_load_relaxed(&self.cons.index)
-        return _used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
+        return ring_used(h, fc_size_load_relaxed(&self.prod.index), self.mask + 1)
 
     def is_empty(self):
         """True when nothing is in the ring (a snapshot)."""
@@ -618,7 +383,7 @@ cdef class TypedRingBuffer:
     """
 
     def __cinit__(self, capacity, typecode, *args, **kwargs):
-        cdef size_t size = _ring_size(capacity)
+        cdef size_t size = ring_size(capacity)
         kind, itemsize = check_typecode(typecode)
         check_ring_memory(size, itemsize)
         self.core.data = <char *>malloc(size * <size_t>itemsize)
@@ -820,7 +585,7 @@ cdef class TypedRingBuffer:
 
     def pop_many(self, n):
         """Pop up to n numbers into a new array.array.  Consumer thread only."""
-        cdef Py_ssize_t want = _max_items(n)
+        cdef Py_ssize_t want = max_items_arg(n)
         cdef Py_ssize_t k
         _claim(&self.core.cons, "TypedRingBuffer", "pop")
         k = typed_size(&self.core)

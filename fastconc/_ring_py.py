@@ -1,4 +1,5 @@
-"""Pure-Python backend of RingBuffer, SpscRingBuffer and TypedRingBuffer.
+"""Pure-Python backend of SpscRingBuffer and TypedRingBuffer, and what
+RingBuffer (``_ring_mpmc_py``) shares with them.
 
 Same API and semantics as the compiled ``_ring_c`` (capacity rounded up to a
 power of two, never blocking, single-producer/single-consumer ownership
@@ -22,7 +23,7 @@ from fastconc._support.owner import Owner
 from fastconc._support.typecodes import check_buffer, check_typecode
 from fastconc.errors import Empty
 
-__all__ = ["RingBuffer", "SpscRingBuffer", "TypedRingBuffer"]
+__all__ = ["SpscRingBuffer", "TypedRingBuffer"]
 
 _MISSING: Any = object()
 
@@ -90,63 +91,6 @@ class _DequeRing:
         return f"<fastconc.{type(self).__name__} len={len(self)} capacity={self._capacity}>"
 
     __class_getitem__: Any = classmethod(types.GenericAlias)
-
-
-class RingBuffer(_DequeRing):
-    """Bounded multi-producer multi-consumer ring of objects (fallback: a
-    deque behind a lock).  Never blocks; capacity rounds up to a power of two."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, capacity: int) -> None:
-        if hasattr(self, "_lock"):
-            raise RuntimeError("RingBuffer is already initialised")
-        self._capacity = _ring_size(capacity)
-        check_ring_memory(self._capacity, _CELL_BYTES)
-        self._items: deque[Any] = deque()
-        self._lock = threading.Lock()
-
-    def push(self, item: Any) -> bool:
-        """Add item; return False (and keep no reference) if the ring is full."""
-        with self._lock:
-            if len(self._items) >= self._capacity:
-                return False
-            self._items.append(item)
-            return True
-
-    def pop(self, default: Any = _MISSING) -> Any:
-        """Remove and return the oldest item.  When empty, return ``default``
-        if given, else raise Empty."""
-        try:
-            return self._items.popleft()
-        except IndexError:
-            if default is _MISSING:
-                raise Empty("ring buffer is empty") from None
-            return default
-
-    def push_many(self, items: Iterable[Any]) -> int:
-        """Push items in order until one does not fit; return how many were
-        pushed.  A non-sequence iterable is read to the end first."""
-        # A tuple snapshot: len() and the slice must see the same items even
-        # if another thread changes a list argument meanwhile (no GIL).
-        batch = items if type(items) is tuple else tuple(items)
-        with self._lock:
-            n = min(len(batch), self._capacity - len(self._items))
-            self._items.extend(batch[:n])
-            return n
-
-    def pop_many(self, max_items: int) -> list[Any]:
-        """Pop up to ``max_items`` items (fewer when the ring runs empty)."""
-        want = _max_items(max_items)
-        out: list[Any] = []
-        popleft = self._items.popleft
-        try:
-            while len(out) < want:
-                out.append(popleft())
-        except IndexError:
-            pass
-        return out
-
 
 
 class SpscRingBuffer(_DequeRing):

@@ -23,9 +23,11 @@ def test_implementation_names():
     assert fastconc.IMPLEMENTATION in found
     assert fastconc.Channel is found[fastconc.IMPLEMENTATION].Channel
     assert fastconc.Queue is found[fastconc.IMPLEMENTATION].Queue
-    for name in ("RingBuffer", "SpscRingBuffer", "TypedRingBuffer"):
+    for name, module in (("RingBuffer", "_ring_mpmc_py"), ("SpscRingBuffer", "_ring_py"),
+                         ("TypedRingBuffer", "_ring_py")):
         assert getattr(fastconc, name) is getattr(found[fastconc.IMPLEMENTATION], name)
-        assert getattr(found["python"], name).__module__ == "fastconc._ring_py"
+        assert getattr(found["python"], name).__module__ == f"fastconc.{module}"
+    assert found["python"].Queue.__module__ == "fastconc._channel_queue_py"
     if _impl.NO_EXTENSIONS:
         assert list(found) == ["python"] and fastconc.IMPLEMENTATION == "python"
 
@@ -41,16 +43,18 @@ def test_tests_run_against_installed_package():
 
 @pytest.mark.compiled
 def test_cython_backend_is_compiled():
-    from fastconc import _channel_c, _ring_c
+    from fastconc import _channel_c, _channel_queue_c, _ring_c, _ring_mpmc_c
 
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    for module in (_channel_c, _ring_c):
+    for module in (_channel_c, _channel_queue_c, _ring_c, _ring_mpmc_c):
         assert module.__file__.endswith(suffixes), module.__file__
         assert isinstance(module.__loader__, importlib.machinery.ExtensionFileLoader)
     assert fastconc.IMPLEMENTATION == "cython"
     ns = fastconc.implementations()["cython"]
     assert ns.Channel.__module__ == "fastconc._channel_c"
-    for name in ("RingBuffer", "SpscRingBuffer", "TypedRingBuffer"):
+    assert ns.Queue.__module__ == "fastconc._channel_queue_c"
+    assert ns.RingBuffer.__module__ == "fastconc._ring_mpmc_c"
+    for name in ("SpscRingBuffer", "TypedRingBuffer"):
         assert getattr(ns, name).__module__ == "fastconc._ring_c"
 
 
@@ -71,8 +75,11 @@ def test_headers_and_stubs_are_installed():
     pkg = pathlib.Path(fastconc.__file__).parent
     for name in ("py.typed", "_channel_c.pyi", "_channel_c.pxd", "_support/sync.pxd",
                  "_support/atomic.pxd", "_support/gc.pxd", "_support/deadline.pxd",
+                 "_channel_queue_c.pyi", "_channel_queue_c.pxd",
                  "_deque_c.pyi", "_deque_c.pxd", "_pool_c.pyi", "_pool_c.pxd",
-                 "_ring_c.pyi", "_ring_c.pxd"):
+                 "_pool_task_c.pyi", "_pool_task_c.pxd", "_pool_sleep_c.pxd",
+                 "_pool_latch_c.pxd", "_ring_c.pyi", "_ring_c.pxd", "_ring_mpmc_c.pyi",
+                 "_ring_mpmc_c.pxd"):
         assert (pkg / name).is_file(), name
 
 

@@ -45,7 +45,9 @@ def test_importing_every_module_keeps_the_gil_disabled(tmp_path):
 
 def test_compiled_modules_are_among_them():
     names = all_modules()
-    compiled = {"fastconc._channel_c", "fastconc._deque_c", "fastconc._pool_c", "fastconc._ring_c"}
+    compiled = {"fastconc._channel_c", "fastconc._channel_queue_c", "fastconc._deque_c",
+                "fastconc._pool_c", "fastconc._pool_task_c", "fastconc._ring_c",
+                "fastconc._ring_mpmc_c"}
     if fastconc.IMPLEMENTATION == "cython":
         assert compiled <= set(names)
         for name in compiled:

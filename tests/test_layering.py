@@ -13,7 +13,9 @@ the design:
 * anything but the chooser (``_impl``) imports a backend module, apart from
   one compiled module cimporting another's public C-level declarations;
 * a private name (``_x``) is imported from another primitive's module (what
-  two primitives share lives in the support tier).
+  two primitives share lives in the support tier).  A primitive may span
+  several modules named after it (``_channel_c`` and ``_channel_queue_c``,
+  ``_pool_c`` and ``_pool_task_c``): they share private names.
 
 The source tree is read from beside the tests (the installed wheel holds no
 ``.pyx``); the check is skipped only when the tests run without it.
@@ -53,7 +55,9 @@ def flavour(module: str) -> str | None:
 
 
 def primitive(module: str) -> str | None:
-    m = re.fullmatch(r"fastconc\._(\w+)_(?:c|py)", module)
+    """The primitive a backend module belongs to: the first word of its name
+    (``_pool_task_c`` -> "pool")."""
+    m = re.fullmatch(r"fastconc\._([a-z]+)(?:_\w+)?_(?:c|py)", module)
     return m.group(1) if m else None
 
 
@@ -203,7 +207,8 @@ def test_each_never_arrow_is_caught(tmp_path):
     reported (so the check above cannot pass by finding nothing)."""
     root = tmp_path / "fastconc"
     for rel in ("__init__.py", "errors.py", "_impl.py", "_channel_c.pyx", "_channel_py.py",
-                "_pool_c.pyx", "_pool_py.py", "_ring_py.py", "objpool.py",
+                "_pool_c.pyx", "_pool_py.py", "_pool_task_c.pyx", "_ring_py.py",
+                "_ring_mpmc_py.py", "objpool.py",
                 "actors/__init__.py", "pipeline/__init__.py", "_support/__init__.py"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("")
@@ -215,6 +220,10 @@ def test_each_never_arrow_is_caught(tmp_path):
     (root / "_channel_c.pyx").write_text("from fastconc._pool_c cimport _private\n"
                                          "from fastconc._ring_py import RingBuffer\n")
     (root / "errors.py").write_text("from fastconc import _ring_py\n")
+    # Allowed: a module of the same primitive; reported: one of another.
+    (root / "_ring_mpmc_py.py").write_text("from fastconc._ring_py import _DequeRing\n"
+                                           "from fastconc._pool_py import _Core\n")
+    (root / "_pool_task_c.pyx").write_text("from fastconc._pool_c cimport _PoolCore\n")
     (root / "__init__.py").write_text("from typing import TYPE_CHECKING\n"
                                       "if TYPE_CHECKING:\n"
                                       "    from fastconc._channel_c import Channel\n")
@@ -236,6 +245,9 @@ def test_each_never_arrow_is_caught(tmp_path):
         "a compiled and a fallback module import each other",
         "fastconc/errors.py:1: fastconc.errors -> fastconc._ring_py: only fastconc._impl "
         "chooses and imports a backend",
+        "fastconc/_ring_mpmc_py.py:2: fastconc._ring_mpmc_py -> fastconc._pool_py (_Core): "
+        "a private name of another primitive's module",
     ):
         assert expected in found, f"not reported: {expected}\nreported:\n{found}"
+    assert "_DequeRing" not in found and "_PoolCore" not in found  # same primitive
     assert "fastconc/__init__.py" not in found  # a TYPE_CHECKING import is no arrow

@@ -362,6 +362,27 @@ def test_execute_errors_go_to_the_handler_and_workers_survive(impl):
         assert p.submit(abs, -5).result(T) == 5  # still working
 
 
+def test_error_handler_runs_while_the_error_is_being_handled(impl):
+    """The handler sees the task's error in sys.exc_info(), as an except
+    block would (so logging.exception() in a handler logs its traceback),
+    whether the task was queued bare or with arguments."""
+    seen: list[tuple[BaseException, object]] = []
+
+    def handler(exc: BaseException) -> None:
+        seen.append((exc, sys.exc_info()[1]))
+
+    def fail(*args: object) -> None:
+        raise ValueError(args)
+
+    with impl.WorkStealingPool(1, error_handler=handler) as p:
+        p.execute(fail)
+        p.execute(fail, 1)
+        p.execute(fail, 1, key=2)
+        assert p.join(T)
+    assert len(seen) == 3
+    assert all(isinstance(exc, ValueError) and current is exc for exc, current in seen)
+
+
 @pytest.mark.thread_unsafe(reason="reads the random module's shared state")
 def test_stealing_leaves_the_random_module_alone(impl):
     """Victims are picked with the pool's own generator: an application's

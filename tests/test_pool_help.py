@@ -397,8 +397,13 @@ def test_every_future_settles_exactly_once_under_injected_faults(impl, how, step
             _check_settled_once(p, future, settles, step, error, ran, how == "batch")
 
 
+@pytest.mark.thread_unsafe(reason="replaces threading.excepthook")
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
-def test_execute_task_and_its_error_handler_raising_never_stop_the_worker(impl, error):
+def test_execute_task_and_its_error_handler_raising_never_stop_the_worker(impl, error,
+                                                                           monkeypatch):
+    reported: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", reported.append)
+
     def handler(exc: BaseException) -> None:
         raise error("injected in the error handler")
 
@@ -410,3 +415,5 @@ def test_execute_task_and_its_error_handler_raising_never_stop_the_worker(impl, 
         p.execute(lambda _x: fail(), 1)
         assert p.join(T)
         assert p.submit(int, 7).result(T) == 7
+    # The handler's own failure, once per task, as an uncaught thread exception.
+    assert [str(a.exc_value) for a in reported] == ["injected in the error handler"] * 2

@@ -40,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 # A frame of the core: compiled module names and its C sources.
-OURS = re.compile(r"fastconc|_channel_c|_deque_c|_ring_c|_pool_c|fc_atomic|fc_sync")
+OURS = re.compile(r"fastconc|_channel_\w*c|_deque_c|_ring_\w*c|_pool_\w*c|fc_atomic|fc_sync")
 REPORT_START = re.compile(
     r"^(==\d+==ERROR: |(Direct|Indirect) leak of |WARNING: ThreadSanitizer: |"
     r"SUMMARY: |.*runtime error: )"

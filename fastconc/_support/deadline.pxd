@@ -7,8 +7,10 @@ from libc.stdint cimport int64_t
 from fastconc._support.sync cimport fc_monotonic_ns
 
 cdef enum:
-    # Deadlines are monotonic nanoseconds; -1 means none.
+    # Deadlines are monotonic nanoseconds; -1 means none, 0 is already past
+    # (a try-only call: never waits).
     FOREVER = -1
+    NO_WAIT = 0
 
 
 cdef inline int64_t deadline_ns(object timeout) except -2:

@@ -1,6 +1,6 @@
 # Blocking primitives for the compiled backend: a mutex, a condition variable
 # whose waits can be cut short by a signal, and a monotonic clock.  All of it
-# lives in include/fc_sync.h; this file only makes it visible to Cython.
+# lives in fc_sync.h beside it; this file only makes it visible to Cython.
 from libc.stdint cimport int64_t, uintptr_t
 
 cdef extern from "fc_sync.h" nogil:
