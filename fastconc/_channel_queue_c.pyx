@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True, autotestdict=False
+# cython: language_level=3, freethreading_compatible=True, autotestdict=False, auto_pickle=False
 """Compiled backend of Queue: queue.Queue's API on the compiled Channel's core
 (_channel_c._BlockingRing: one ring behind a mutex, waits in C without the
 GIL), plus the task counting of task_done()/join() and a maxsize that can

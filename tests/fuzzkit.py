@@ -39,11 +39,13 @@ import math
 import os
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from conftest import BACKENDS, JOIN_TIMEOUT, load_backend
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -625,3 +627,40 @@ def backends_agree(spec: Spec, tally: Any) -> None:
 
     run()
     tally.add(operations=calls)
+
+
+FuzzTest = Callable[..., None]
+
+
+def fuzz_tests(specs: list[Spec]) -> tuple[FuzzTest, FuzzTest, FuzzTest]:
+    """The three fuzz tests over `specs`, for a test module to bind to its
+    own names: ``test_api_fuzz, test_concurrent_fuzz, test_backends_agree =
+    fuzz_tests(SPECS)``."""
+    ids = [s.name for s in specs]
+    deterministic = [s for s in specs if s.deterministic]
+
+    @pytest.mark.thread_unsafe  # starts its own threads
+    @pytest.mark.parametrize("spec", specs, ids=ids)
+    def test_api_fuzz(impl: Any, spec: Spec, tally: Any) -> None:
+        """A random constructor call, then a random call sequence (some calls
+        from a second thread): every call returns or raises an allowed, clearly
+        worded exception, and the invariants and model hold afterwards."""
+        api_fuzz(impl, spec, tally)
+
+    @pytest.mark.thread_unsafe  # starts its own threads, shares one object between them
+    @pytest.mark.parametrize("spec", specs, ids=ids)
+    def test_concurrent_fuzz(impl: Any, spec: Spec, tally: Any) -> None:
+        """Several threads run random calls on one object at once (started
+        together by a barrier): the same allowed exceptions, no hang, and the
+        invariants hold afterwards."""
+        concurrent_fuzz(impl, spec, tally)
+
+    @pytest.mark.thread_unsafe  # starts its own threads
+    @pytest.mark.parametrize("spec", deterministic, ids=[s.name for s in deterministic])
+    @pytest.mark.compiled
+    def test_backends_agree(spec: Spec, tally: Any) -> None:
+        """One drawn sequence on both backends: every call has the same outcome
+        (the same exception type, or an equal result)."""
+        backends_agree(spec, tally)
+
+    return test_api_fuzz, test_concurrent_fuzz, test_backends_agree

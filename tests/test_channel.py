@@ -94,8 +94,10 @@ def test_init_twice_is_refused(impl):
 def test_not_picklable(impl):
     import pickle
 
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="cannot pickle 'Channel' object"):
         pickle.dumps(impl.Channel(1))
+    with pytest.raises(TypeError, match="cannot pickle 'Queue' object"):
+        pickle.dumps(impl.Queue())
 
 
 def test_generic_alias(impl):

@@ -20,12 +20,10 @@ from fuzzkit import (
     Spec,
     _boom,
     _noop,
-    api_fuzz,
-    backends_agree,
     bad_arity,
     bounded_timeouts,
     check_exception,
-    concurrent_fuzz,
+    fuzz_tests,
     items,
     iterables,
     materialize,
@@ -463,35 +461,7 @@ PipelineSpec.cleanup = staticmethod(lambda obj: obj.cancel())  # type: ignore[me
 ObjPoolSpec.cleanup = staticmethod(lambda obj: obj.close())  # type: ignore[method-assign]
 
 SPECS: list[Spec] = [ActorSpec(), PipelineSpec(), ObjPoolSpec(), BreakerSpec()]
-SPEC_IDS = [s.name for s in SPECS]
-
-
-@pytest.mark.thread_unsafe  # starts its own threads
-@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
-def test_api_fuzz(impl, spec: Spec, tally) -> None:
-    """A random constructor call, then a random call sequence (some calls
-    from a second thread): every call returns or raises an allowed, clearly
-    worded exception, and the invariants and model hold afterwards."""
-    api_fuzz(impl, spec, tally)
-
-
-@pytest.mark.thread_unsafe  # starts its own threads, shares one object between them
-@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
-def test_concurrent_fuzz(impl, spec: Spec, tally) -> None:
-    """Several threads run random calls on one object at once (started
-    together by a barrier): the same allowed exceptions, no hang, and the
-    invariants hold afterwards."""
-    concurrent_fuzz(impl, spec, tally)
-
-
-@pytest.mark.thread_unsafe  # starts its own threads
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.deterministic],
-                         ids=[s.name for s in SPECS if s.deterministic])
-@pytest.mark.compiled
-def test_backends_agree(spec: Spec, tally) -> None:
-    """One drawn sequence on both backends: every call has the same outcome
-    (the same exception type, or an equal result)."""
-    backends_agree(spec, tally)
+test_api_fuzz, test_concurrent_fuzz, test_backends_agree = fuzz_tests(SPECS)
 
 
 @pytest.mark.parametrize("ops", [

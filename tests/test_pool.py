@@ -371,8 +371,8 @@ def test_error_handler_runs_while_the_error_is_being_handled(impl):
     def handler(exc: BaseException) -> None:
         seen.append((exc, sys.exc_info()[1]))
 
-    def fail(*args: object) -> None:
-        raise ValueError(args)
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ValueError(args, kwargs)
 
     with impl.WorkStealingPool(1, error_handler=handler) as p:
         p.execute(fail)

@@ -227,6 +227,27 @@ def test_spare_threads_are_bounded_and_past_the_bound_a_worker_blocks(impl):
     assert _pool_threads(prefix) == []
 
 
+class _GatedTasks:
+    """Tasks that count themselves started, then wait on `gate` (a future of
+    the pool under test)."""
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+        self.cond = threading.Condition()
+        self.started = 0
+
+    def task(self) -> Any:
+        with self.cond:
+            self.started += 1
+            self.cond.notify_all()
+        return self.gate.result(T)
+
+    def wait_started(self, enough: Any) -> bool:
+        """Whether enough(started) came true within T."""
+        with self.cond:
+            return self.cond.wait_for(lambda: enough(self.started), timeout=T)
+
+
 def test_no_spares_means_blocking_as_before(impl):
     """_max_spares = 0: a worker past the help limit blocks uncompensated
     (the documented behaviour beyond the bound); work resumes once the
@@ -238,22 +259,11 @@ def test_no_spares_means_blocking_as_before(impl):
     prefix = _unique_prefix("nospares")
     n = help_limit() + 5
     with NoSpares(1, thread_name_prefix=prefix) as p:
-        gate = p.create_future()
-        cond = threading.Condition()
-        started = 0
-
-        def task() -> int:
-            nonlocal started
-            with cond:
-                started += 1
-                cond.notify_all()
-            return gate.result(T)
-
-        futures = [p.submit(task) for _ in range(n)]
-        with cond:
-            assert cond.wait_for(lambda: started == help_limit() + 1, timeout=T)
+        gated = _GatedTasks(p.create_future())
+        futures = [p.submit(gated.task) for _ in range(n)]
+        assert gated.wait_started(lambda started: started == help_limit() + 1)
         assert p.stats().spares == 0
-        gate.set_result(3)
+        gated.gate.set_result(3)
         done, not_done = cf.wait(futures, timeout=T)
         assert not not_done and all(f.result(0) == 3 for f in futures)
         assert _pool_threads(prefix) == list(p._threads)
@@ -263,25 +273,14 @@ def test_shutdown_joins_spare_threads(impl):
     """shutdown(wait=True) returns only once the spares have exited too."""
     prefix = _unique_prefix("shutdown")
     p = impl.WorkStealingPool(1, thread_name_prefix=prefix)
-    gate = p.create_future()
-    cond = threading.Condition()
-    started = 0
-
-    def task() -> int:
-        nonlocal started
-        with cond:
-            started += 1
-            cond.notify_all()
-        return gate.result(T)
-
+    gated = _GatedTasks(p.create_future())
     per_thread = help_limit() + 1
-    futures = [p.submit(task) for _ in range(2 * per_thread + 3)]
-    with cond:
-        # The worker and a first spare are blocked, a second spare runs.
-        assert cond.wait_for(lambda: started > 2 * per_thread, timeout=T)
+    futures = [p.submit(gated.task) for _ in range(2 * per_thread + 3)]
+    # The worker and a first spare are blocked, a second spare runs.
+    assert gated.wait_started(lambda started: started > 2 * per_thread)
     assert p.stats().spares >= 1
     p.shutdown(wait=False)
-    gate.set_result(5)
+    gated.gate.set_result(5)
     closer = threading.Thread(target=p.shutdown)
     closer.start()
     closer.join(T)

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import _base as _futures_base
 from concurrent.futures.thread import BrokenThreadPool
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fastconc._support.args import MAX_THREADS
+from fastconc._support.core import PoolCore
 from fastconc._support.futures import PoolFuture
 from fastconc._support.report import report_uncaught, unraisable
 from fastconc._support.spares import MAX_SPARES
@@ -34,36 +35,6 @@ T = TypeVar("T")
 # Largest chunk map() picks by itself: big enough to amortise a task,
 # small enough that the first results stream out early.
 _MAX_AUTO_CHUNK = 1024
-
-
-class _Core(Protocol):
-    """What a backend's _PoolCore provides (see _pool_c.pyx / _pool_py.py)."""
-
-    max_workers: int
-    # Spare threads started for blocked workers (futures._block, spares.start_spare)
-    # and the name prefix they get (set by PoolExecutor).
-    spare_threads: set[threading.Thread]
-    thread_prefix: str
-
-    def __init__(self, nworkers: int, error_handler: Callable[[BaseException], object] | None,
-                 max_spares: int = ...) -> None: ...
-    def execute(self, fn: Callable[..., object], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> None: ...
-    def submit(self, future: Future[Any], fn: Callable[..., object], args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> None: ...
-    def submit_batch(self, future: Future[Any], fn: Callable[..., object], items: list[Any],
-                     star: bool) -> None: ...
-    def run(self, index: int) -> None: ...
-    def owns_current_thread(self) -> bool: ...
-    def help_until(self, future: PoolFuture[Any], timeout: float | None) -> bool: ...
-    def begin_block(self) -> bool: ...
-    def end_block(self) -> None: ...
-    def release_spare(self) -> None: ...
-    def run_spare(self) -> None: ...
-    def join(self, timeout: float | None) -> bool: ...
-    def close(self, error: BaseException, cancel_futures: bool,
-              fail_with: BaseException | None = None) -> None: ...
-    def stats(self) -> tuple[list[tuple[int, int, int]], int, tuple[int, int, int], int, int]: ...
 
 
 class WorkerStats(NamedTuple):
@@ -220,7 +191,7 @@ def _default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _worker(core: _Core, index: int, initializer: Callable[..., object] | None,
+def _worker(core: PoolCore, index: int, initializer: Callable[..., object] | None,
             initargs: tuple[Any, ...]) -> None:
     if initializer is not None:
         try:
@@ -284,7 +255,7 @@ class PoolExecutor(Executor):
     ``execute()`` task is reported to ``error_handler`` with it.
     """
 
-    _core_type: Callable[..., _Core]
+    _core_type: Callable[..., PoolCore]
     _counter = itertools.count().__next__
     # Bound on spare threads (see MAX_SPARES); a subclass may lower it.
     _max_spares = MAX_SPARES

@@ -15,13 +15,11 @@ from _thread import RLock as _RLock
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import _base as _futures_base
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from fastconc._support.core import PoolCore
 from fastconc._support.report import unraisable
 from fastconc._support.spares import start_spare
-
-if TYPE_CHECKING:
-    from fastconc._support.executor import _Core
 
 __all__ = ["PoolFuture", "abandon_future", "fresh_error", "help_limit", "settle_failed"]
 
@@ -71,7 +69,7 @@ class PoolFuture(Future[T]):
     # Set by _wake_when_done: the core's wake-up callback is registered.
     _watched: bool = False
 
-    def __init__(self, core: _Core) -> None:
+    def __init__(self, core: PoolCore) -> None:
         # Future.__init__ is skipped on purpose (see the class docstring);
         # tests/test_pool.py checks every field it sets is readable here.
         self._condition: Any = _RLock()
@@ -269,7 +267,7 @@ def help_limit() -> int:
     return min(32, sys.getrecursionlimit() // 16)
 
 
-def _block(core: _Core, future: PoolFuture[Any], timeout: float | None) -> None:
+def _block(core: PoolCore, future: PoolFuture[Any], timeout: float | None) -> None:
     """A pool thread must block on future (helping is exhausted): tell the
     core, which keeps max_workers threads unblocked by starting a spare
     thread when it has none to spare (up to its max_spares; beyond, this

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING
 
+from fastconc._support.core import PoolCore
 from fastconc._support.report import unraisable
-
-if TYPE_CHECKING:
-    from fastconc._support.executor import _Core
 
 # Most spare threads one pool runs at once to compensate for workers blocked
 # on a future (see futures._block): Java's ForkJoinPool allows parallelism + 256
@@ -22,7 +19,7 @@ MAX_SPARES = 256
 _spare_counter = itertools.count().__next__
 
 
-def start_spare(core: _Core) -> None:
+def start_spare(core: PoolCore) -> None:
     """Start the spare thread core.begin_block() reserved a slot for.  If it
     cannot be started (out of threads or memory), the slot is given back and
     the caller blocks uncompensated, as past the bound."""
@@ -44,5 +41,5 @@ def start_spare(core: _Core) -> None:
         unraisable(exc, "starting a spare WorkStealingPool thread (the waiter blocks instead)")
 
 
-def _spare(core: _Core) -> None:
+def _spare(core: PoolCore) -> None:
     core.run_spare()

@@ -7,9 +7,10 @@ import concurrent.futures as _futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from fastconc._support.waits import deadline as _deadline
 from fastconc.actors.deadlock import _check_and_add_edge, _current, _remove_edge
 from fastconc.actors.mailbox import _ReplySlot
-from fastconc.actors.timers import _deadline, _left, _timeout_arg
+from fastconc.actors.timers import _left, _timeout_arg
 from fastconc.errors import ActorStopped, Timeout
 
 if TYPE_CHECKING:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastconc import Channel, WorkStealingPool
 from fastconc._support.args import int_arg, seconds_arg
+from fastconc._support.waits import deadline as _deadline
 from fastconc.actors.cell import _Cell
 from fastconc.actors.mailbox import OVERFLOW
 from fastconc.actors.supervision import STRATEGIES, _Spec
-from fastconc.actors.timers import _deadline, _left, _timeout_arg, _Timers
+from fastconc.actors.timers import _left, _timeout_arg, _Timers
 from fastconc.errors import ActorStopped
 
 if TYPE_CHECKING:

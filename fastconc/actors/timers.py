@@ -1,5 +1,6 @@
-"""Time in the actor system: the deadline arithmetic of timeouts, and the
-one timer thread per system that runs receive timeouts and restart back-offs."""
+"""Time in the actor system: checking a timeout argument and the time left
+until its deadline (made by fastconc._support.waits.deadline), and the one
+timer thread per system that runs receive timeouts and restart back-offs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ from typing import Any
 
 from fastconc._support.args import seconds_arg
 from fastconc._support.report import report_uncaught as _report
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
 
 
 def _timeout_arg(timeout: object) -> float | None:
