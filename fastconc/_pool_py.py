@@ -15,11 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from fastconc._support.core import CoreFuture
 from fastconc._support.executor import PoolExecutor, report_error
 from fastconc._support.futures import (
-    PoolFuture,
     abandon_future,
     fresh_error,
     help_limit,
@@ -391,7 +391,7 @@ class _PoolCore:
                 self._idle.notify_all()
 
     def _park(self, worker: _Worker, deadline: float | None,
-              future: PoolFuture[Any] | None) -> tuple[str, object | None]:
+              future: CoreFuture | None) -> tuple[str, object | None]:
         """Re-check everything under the lock, then sleep on it.  A spare
         with nothing to do retires here ("retire", its slot given back)
         when there are more spares than blocked threads."""
@@ -515,7 +515,7 @@ class _PoolCore:
     def owns_current_thread(self) -> bool:
         return self._current() is not None
 
-    def help_until(self, future: PoolFuture[Any], timeout: float | None) -> bool:
+    def help_until(self, future: CoreFuture, timeout: float | None) -> bool:
         """A worker waits on future: help until it is done or the timeout
         passed (True), or return False at once when the caller must block
         instead (this thread is already help_limit() levels deep).
@@ -531,7 +531,8 @@ class _PoolCore:
         if worker.unsettled:
             self._drain(worker)
         task = getattr(future, "_task", None)
-        if isinstance(task, _FutureTask) and task.future is future:
+        # The same object: `future` is typed only as what a core may use of it.
+        if isinstance(task, _FutureTask) and task.future is cast("Future[Any]", future):
             self._run_dependency(worker, task)
             if future.done():
                 return True

@@ -1,9 +1,10 @@
-"""The interface between the Executor shell (executor.py, futures.py,
+"""The narrow interface between the Executor shell (executor.py, futures.py,
 spares.py) and a backend's pool core (``_pool_c._PoolCore`` or
-``_pool_py._PoolCore``): what a core provides.  What a core may use of a
-future is documented on futures.PoolFuture.  Both cores are type-checked
-against this Protocol; it imports nothing at run time, so every module of
-the shell can depend on it.
+``_pool_py._PoolCore``): what a core provides (PoolCore), and what a core
+may use of a future it waits on (CoreFuture, which futures.PoolFuture
+implements).  Written as Protocols, so both sides are type-checked against
+one text; it imports nothing of fastconc, so every module of the shell can
+depend on it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from fastconc._support.futures import PoolFuture
+__all__ = ["CoreFuture", "PoolCore"]
 
-__all__ = ["PoolCore"]
+
+class CoreFuture(Protocol):
+    """What a core may use of a future a worker waits on (help_until), and
+    nothing else: never Future's own fields such as ``_state``.  The tasks
+    that settle a future also call its ``_claim()``, ``set_result()`` and
+    ``set_exception()``."""
+
+    # The core's queued task that settles this future: set by the core as
+    # it queues the task, cleared by whoever takes the task.
+    _task: object
+
+    def done(self) -> bool:
+        """Lock-free: the cores' help loops poll it between tasks."""
+        ...
+
+    def _wake_when_done(self, callback: Callable[[Future[Any]], object]) -> None:
+        """Call callback(future) once it settles; registered once."""
+        ...
 
 
 class PoolCore(Protocol):
@@ -38,7 +55,7 @@ class PoolCore(Protocol):
                      star: bool) -> None: ...
     def run(self, index: int) -> None: ...
     def owns_current_thread(self) -> bool: ...
-    def help_until(self, future: PoolFuture[Any], timeout: float | None) -> bool: ...
+    def help_until(self, future: CoreFuture, timeout: float | None) -> bool: ...
     def begin_block(self) -> bool: ...
     def end_block(self) -> None: ...
     def release_spare(self) -> None: ...
