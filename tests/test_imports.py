@@ -5,7 +5,10 @@ instead of depending on the order the suite happened to import things."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
+import pathlib
 import pkgutil
 import subprocess
 import sys
@@ -46,3 +49,32 @@ def test_module_imports_alone(module, tmp_path):
         [sys.executable, "-W", "error::ImportWarning", "-c", f"import {module}"],
         capture_output=True, text=True, timeout=JOIN_TIMEOUT, env=env, cwd=tmp_path)
     assert proc.returncode == 0, f"import {module} failed alone:\n{proc.stderr}"
+
+
+def _setup_modules() -> list[str] | None:
+    """setup.MODULES, read from the source tree beside the tests (None when
+    the tests run without it)."""
+    setup_py = pathlib.Path(__file__).resolve().parent.parent / "setup.py"
+    if not setup_py.exists():
+        return None
+    for node in ast.parse(setup_py.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("setup.py has no MODULES list")
+
+
+@pytest.mark.compiled
+def test_the_installed_package_holds_no_test_only_code():
+    """The compiled modules installed are exactly those setup.py builds for
+    the package, and none carries a test hook (test-only C code lives in
+    tests/cext and is built by the tests that need it)."""
+    built = _setup_modules()
+    if built is None:
+        pytest.skip("setup.py is not beside the tests")
+    installed = sorted(name.rsplit(".", 1)[-1] for name in MODULES if name.endswith("_c"))
+    assert installed == sorted(built)
+    for name in installed:
+        module = importlib.import_module(f"fastconc.{name}")
+        hooks = [attr for attr in dir(module) if "race" in attr.lower() or "test" in attr.lower()]
+        assert hooks == [], f"fastconc.{name} carries test hooks: {hooks}"
