@@ -131,7 +131,16 @@ class _Parking:
                     except ValueError:
                         _wake(waiters)
             finally:
-                parked.discard(me)
+                # This try is no-op but for Python 3.10: its eval loop runs a
+                # pending signal handler on entry to an exception handler
+                # unless the handler starts with SETUP_FINALLY (ceval.c's
+                # main loop skips the check there).  A KeyboardInterrupt
+                # raised on entry to this finally would skip the discard and
+                # leave the thread marked parked for good.
+                try:
+                    parked.discard(me)
+                finally:
+                    pass
 
 
 class Channel(_Parking):
