@@ -54,8 +54,7 @@ cdef class _BlockingRing:
                    int spin) noexcept nogil
     cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
                          int64_t deadline, int spin) noexcept nogil
-    cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
-                         int64_t deadline, int spin) noexcept nogil
+    cdef int _wait_for_items(self, int64_t deadline, int spin) noexcept nogil
     cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
                    int64_t deadline) except -1
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,

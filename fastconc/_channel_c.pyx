@@ -265,15 +265,15 @@ cdef class _BlockingRing:
         _wake(&self.not_empty, wake)
         return st
 
-    cdef int _recv_nogil(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
-                         int64_t deadline, int spin) noexcept nogil:
-        """Take 1..max_n items into out, waiting for the first one."""
+    cdef int _wait_for_items(self, int64_t deadline, int spin) noexcept nogil:
+        """Wait until the ring holds an item (ST_OK), the channel is closed
+        (ST_CLOSED), or the deadline passed / a signal is due.  Takes nothing:
+        items leave the ring only with the GIL held (see _recv)."""
         cdef int st = ST_OK
-        cdef Py_ssize_t wake
         fc_mutex_lock(&self.mutex)
         while True:
             if self.ring.count:
-                got[0] = ring_pop_many(&self.ring, out, max_n)
+                st = ST_OK
                 break
             if self.closed:
                 st = ST_CLOSED
@@ -281,9 +281,7 @@ cdef class _BlockingRing:
             st = self._wait(&self.not_empty, &self.recv_waiters, deadline, spin)
             if st != ST_OK:
                 break
-        wake = _min(got[0], self.send_waiters)
         fc_mutex_unlock(&self.mutex)
-        _wake(&self.not_full, wake)
         return st
 
     cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
@@ -327,33 +325,45 @@ cdef class _BlockingRing:
 
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
                    int64_t deadline) except -1:
-        """Take 1..max_n items; like _send, waits only in _recv_nogil."""
+        """Take 1..max_n items, waiting (GIL released) in _wait_for_items.
+
+        Items are taken only here, with the GIL held (or, free-threaded, this
+        thread attached): a receiver that took one while the cyclic collector
+        ran between traversing this ring and deciding what is unreachable
+        would hold a reference the collector never saw, and the collector
+        could clear the object it is about to return.  Putting items in
+        without the GIL (_send_nogil) is safe: the sender's own reference
+        keeps each one alive until it is in the ring."""
         cdef int st
-        cdef int spin
+        cdef int spin = SPIN_FIRST_WAIT
         cdef Py_ssize_t wake
         cdef bint closed
-        fc_mutex_lock(&self.mutex)
-        if self.ring.count:
-            got[0] = ring_pop_many(&self.ring, out, max_n)
-            wake = _min(got[0], self.send_waiters)
-            fc_mutex_unlock(&self.mutex)
-            _wake(&self.not_full, wake)
-            return ST_OK
-        closed = self.closed
-        fc_mutex_unlock(&self.mutex)
-        if closed:
-            return ST_CLOSED
-        if deadline == NO_WAIT:
-            return ST_TIMEOUT
-        PyErr_CheckSignals()  # see _send
-        spin = SPIN_FIRST_WAIT
         while True:
-            with nogil:
-                st = self._recv_nogil(out, max_n, got, deadline, spin)
-            if st != ST_SIGNALS:
+            fc_mutex_lock(&self.mutex)
+            if self.ring.count:
+                got[0] = ring_pop_many(&self.ring, out, max_n)
+                wake = _min(got[0], self.send_waiters)
+                fc_mutex_unlock(&self.mutex)
+                _wake(&self.not_full, wake)
+                return ST_OK
+            closed = self.closed
+            fc_mutex_unlock(&self.mutex)
+            if closed:
+                return ST_CLOSED
+            if deadline == NO_WAIT:
+                return ST_TIMEOUT
+            PyErr_CheckSignals()  # see _send
+            while True:
+                with nogil:
+                    st = self._wait_for_items(deadline, spin)
+                spin = 0
+                if st != ST_SIGNALS:
+                    break
+                PyErr_CheckSignals()
+            if st != ST_OK:
                 return st
-            PyErr_CheckSignals()
-            spin = 0
+            # An item arrived: take it above (another receiver may get there
+            # first; then this one waits again).
 
     cdef void _close(self, bint drop_items) noexcept:
         cdef ObjRing taken

@@ -342,21 +342,23 @@ def test_actor_reply_callback_raising_baseexception(impl, reported, tally):
     runs on the actor's turn: it is reported and the actor goes on handling
     messages (it used to stay scheduled forever, answering nothing)."""
     log: list[int] = []
+    gate = threading.Event()
+
+    class GatedRecorder(Recorder):
+        def handle_message(self, msg):  # noqa: ANN001, ANN201
+            if msg == 1:
+                assert gate.wait(T)
+            return super().handle_message(msg)
+
     with _system(impl) as system:
-        ref = system.spawn(Recorder, log)
-        gate = threading.Event()
-
-        class Blocker(Actor):
-            def handle_message(self, msg):  # noqa: ANN001, ANN201
-                gate.wait(T)
-
-        # Queue the ask behind a tell so the reply is set by a worker.
-        ref2 = system.spawn(Blocker)
-        ref2.tell("hold")
+        ref = system.spawn(GatedRecorder, log)
+        # The reply waits for the gate, so the callback is registered before
+        # the future settles and runs on the worker that settles it (never
+        # here, on the caller's thread).
         f = ref.ask_async(1)
         f.add_done_callback(lambda fut: (_ for _ in ()).throw(KeyboardInterrupt("cb")))
-        assert f.result(T) == 1
         gate.set()
+        assert f.result(T) == 1
         for i in range(2, 12):
             ref.tell(i)
         assert ref.ask("sync", timeout=T) == 11

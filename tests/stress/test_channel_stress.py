@@ -5,6 +5,7 @@ is spent, whichever comes first; the checks cover what was sent."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 
@@ -203,3 +204,54 @@ def test_timeouts_racing_sends_lose_nothing(impl, threads, tally):
     threads.join()
     assert sorted(received[0] + received[1]) == list(range(sent))
     tally.add(operations=sum(calls) + sent, items_checked=sent)
+
+
+class _Item:
+    """A container only the channel refers to while it is queued: the cyclic
+    collector tracks it, and tp_clear would empty its __dict__."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.payload = [n, n]
+
+
+def test_items_received_while_the_collector_runs_arrive_whole(impl, threads, tally):
+    """Receivers block (so they are woken to take items) while another
+    thread runs full collections without pause: every item arrives with its
+    attributes.  A receiver that took an item out of the ring without the
+    GIL, between the collector's traversal of the ring and its verdict,
+    held a reference the collector never saw, and the collector could clear
+    the object being returned."""
+    ch = impl.Channel(1)
+    budget = Budget()
+    done = threading.Event()
+    received: list[int] = []
+    broken: list[str] = []
+
+    def collect() -> None:
+        while not done.is_set():
+            gc.collect()
+
+    def consume() -> None:
+        while True:
+            try:
+                item = ch.recv(timeout=JOIN_TIMEOUT)
+            except ChannelClosed:
+                return
+            if getattr(item, "payload", None) != [item.__dict__.get("n")] * 2:
+                broken.append(repr(vars(item)))
+            received.append(item.__dict__.get("n", -1))
+
+    threads.start(collect)
+    for _ in range(2):
+        threads.start(consume)
+    sent = 0
+    while not budget.over():
+        ch.send(_Item(sent), timeout=JOIN_TIMEOUT)
+        sent += 1
+    ch.close()
+    done.set()
+    threads.join()
+    assert not broken, f"{len(broken)} items arrived cleared, e.g. {broken[:3]}"
+    assert sorted(received) == list(range(sent))
+    tally.add(operations=2 * sent, items_checked=sent)
