@@ -6,7 +6,10 @@ from libc.stdint cimport uint64_t
 
 import threading
 
-cdef uint64_t shared_total = 0
+# volatile: each increment is its own load and store, so the two threads'
+# loops overlap in time (a compiler may otherwise fold the loop into one add,
+# and the threads' later atomic refcounting would order the two adds).
+cdef volatile uint64_t shared_total = 0
 
 
 cdef void bump(Py_ssize_t n) noexcept nogil:
