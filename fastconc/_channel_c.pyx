@@ -2,11 +2,13 @@
 """Compiled backend of Channel, and the core it shares with Queue
 (_channel_queue_c).
 
-A bounded ring of object pointers behind a mutex and two condition variables
-(not-empty, not-full), as in CPython's Lib/queue.py but with the waits done in
-C with the GIL released.  The uncontended send/recv takes the mutex, moves one
-pointer and skips the wake-up when the waiter count says nobody sleeps.
-See _channel_c.pxd for the layout and the locking rule.
+A Channel of capacity <= ARRAY_MAX_CAP keeps its items in a lock-free array
+(crossbeam-channel's array flavor, _channel_array_c.pxd): a send or receive
+is one CAS on the tail or head and one release store, and takes no lock.
+Bigger Channels and Queue keep a growable ring behind a mutex.  Callers that
+must wait do so in the wakers of _channel_waker_c.pxd, with the GIL released;
+an operation that finds nobody waiting touches no waker lock.  See
+_channel_c.pxd for the layout and the locking rule.
 """
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
@@ -16,6 +18,38 @@ from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
+from fastconc._channel_array_c cimport (
+    ARRAY_MAX_CAP,
+    ArrayCore,
+    ArraySlot,
+    array_buffer,
+    array_close,
+    array_init,
+    array_is_closed,
+    array_is_empty,
+    array_is_full,
+    array_len,
+    array_recv,
+    array_send,
+)
+from fastconc._channel_waker_c cimport (
+    SEL_ABORTED,
+    WOKE_SIGNALS,
+    SyncWaker,
+    WaitEntry,
+    Waiter,
+    waiter_destroy,
+    waiter_init,
+    waiter_try_select,
+    waiter_wait,
+    waker_destroy,
+    waker_disconnect,
+    waker_init,
+    waker_notify_n,
+    waker_register,
+    waker_unregister,
+)
+from fastconc._support.atomic cimport fc_size_load_acquire
 from fastconc._support.deadline cimport FOREVER, NO_WAIT, deadline_ns
 from fastconc._support.gc cimport (
     gc_clear_t,
@@ -25,13 +59,6 @@ from fastconc._support.gc cimport (
     visit_heap_type,
 )
 from fastconc._support.sync cimport (
-    FC_WAIT_CHECK_SIGNALS,
-    fc_cond,
-    fc_cond_broadcast,
-    fc_cond_destroy,
-    fc_cond_init,
-    fc_cond_signal_n,
-    fc_cond_wait,
     fc_monotonic_ns,
     fc_mutex_destroy,
     fc_mutex_init,
@@ -57,7 +84,7 @@ cdef enum:
     # recv_many() copies through a C buffer of at most this many pointers.
     MAX_BATCH = 65536
 
-# Spin before parking (fc_cond_wait) only when threads run Python in parallel.
+# Spin before parking (fc_park) only when threads run Python in parallel.
 # Under a GIL the thread that will wake us needs the GIL we just gave up, and
 # we need it back after waking, so spinning only takes a core from the GIL
 # holder: with more busy threads than cores (a 3-stage pipeline on 2 cores)
@@ -170,22 +197,16 @@ cdef inline Py_ssize_t _room(_BlockingRing q) noexcept nogil:
     return q.bound - q.ring.count if q.bound > q.ring.count else 0
 
 
-cdef inline void _wake(fc_cond *cv, Py_ssize_t n) noexcept nogil:
-    """Wake up to n sleepers on cv (none: no syscall).  Mutex released."""
-    if n > 0:
-        fc_cond_signal_n(cv, <int>_min(n, 1 << 30))
-
-
 # ---------------------------------------------------------------- shared core
 
 cdef class _BlockingRing:
-    """Mutex + condition variables + ring shared by Channel and Queue."""
+    """Mutex + ring shared by Queue and a big Channel; the blocking loop
+    (_send/_recv, on the wakers) shared by every Channel and Queue."""
 
     def __cinit__(self, *args, **kwargs):
-        if fc_mutex_init(&self.mutex) != 0:
+        if (fc_mutex_init(&self.mutex) != 0 or waker_init(&self.senders) != 0
+                or waker_init(&self.receivers) != 0):
             raise MemoryError("cannot create mutex")
-        fc_cond_init(&self.not_empty)
-        fc_cond_init(&self.not_full)
         self.initialised = True
 
     def __dealloc__(self):
@@ -194,8 +215,8 @@ cdef class _BlockingRing:
             return
         taken = ring_detach(&self.ring)
         ring_release(&taken)
-        fc_cond_destroy(&self.not_empty)
-        fc_cond_destroy(&self.not_full)
+        waker_destroy(&self.senders)
+        waker_destroy(&self.receivers)
         fc_mutex_destroy(&self.mutex)
 
     cdef int _init_ring(self, Py_ssize_t bound, object size_arg, bint counts_tasks) except -1:
@@ -213,85 +234,8 @@ cdef class _BlockingRing:
     def __reduce__(self):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
-    cdef int _wait(self, fc_cond *cv, Py_ssize_t *waiters, int64_t deadline,
-                   int spin) noexcept nogil:
-        """Sleep on cv (mutex held).  ST_OK means: re-check the predicate.
-        spin: may spin before parking (see fc_cond_wait)."""
-        cdef int64_t remaining = -1
-        cdef int r
-        if deadline != FOREVER:
-            remaining = deadline - fc_monotonic_ns()
-            if remaining <= 0:
-                return ST_TIMEOUT
-        waiters[0] += 1
-        r = fc_cond_wait(cv, &self.mutex, remaining, spin)
-        waiters[0] -= 1
-        return ST_SIGNALS if r == FC_WAIT_CHECK_SIGNALS else ST_OK
-
-    cdef int _send_nogil(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
-                         int64_t deadline, int spin) noexcept nogil:
-        """Move items[done:n] in, waiting for room; advances done."""
-        cdef int st = ST_OK
-        cdef Py_ssize_t want, moved = 0, wake
-        fc_mutex_lock(&self.mutex)
-        while True:
-            if self.closed:
-                st = ST_CLOSED
-                break
-            want = _min(n - done[0], _room(self))
-            moved = ring_push_many(&self.ring, items + done[0], want)
-            done[0] += moved
-            if self.counts_tasks:
-                self.unfinished += moved
-            if done[0] == n:
-                break
-            if moved < want:
-                st = ST_NOMEM
-                break
-            if moved and self.recv_waiters:
-                # Full with items still to go: let receivers drain while we wait.
-                wake = _min(moved, self.recv_waiters)
-                moved = 0
-                fc_mutex_unlock(&self.mutex)
-                _wake(&self.not_empty, wake)
-                fc_mutex_lock(&self.mutex)
-                continue
-            moved = 0
-            st = self._wait(&self.not_full, &self.send_waiters, deadline, spin)
-            if st != ST_OK:
-                break
-        wake = _min(moved, self.recv_waiters)
-        fc_mutex_unlock(&self.mutex)
-        _wake(&self.not_empty, wake)
-        return st
-
-    cdef int _wait_for_items(self, int64_t deadline, int spin) noexcept nogil:
-        """Wait until the ring holds an item (ST_OK), the channel is closed
-        (ST_CLOSED), or the deadline passed / a signal is due.  Takes nothing:
-        items leave the ring only with the GIL held (see _recv)."""
-        cdef int st = ST_OK
-        fc_mutex_lock(&self.mutex)
-        while True:
-            if self.ring.count:
-                st = ST_OK
-                break
-            if self.closed:
-                st = ST_CLOSED
-                break
-            st = self._wait(&self.not_empty, &self.recv_waiters, deadline, spin)
-            if st != ST_OK:
-                break
-        fc_mutex_unlock(&self.mutex)
-        return st
-
-    cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
-                   int64_t deadline) except -1:
-        """Move items[done:n] in; _send_nogil with the GIL released whenever
-        it has to wait, letting signal handlers run (and raise) between waits."""
-        cdef int st = ST_OK
-        cdef int spin
-        cdef Py_ssize_t want, moved, wake
-        # Fast path without releasing the GIL: whatever fits right now.
+    cdef int _attempt_send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done) noexcept:
+        cdef Py_ssize_t want, moved
         fc_mutex_lock(&self.mutex)
         if self.closed:
             fc_mutex_unlock(&self.mutex)
@@ -301,69 +245,103 @@ cdef class _BlockingRing:
         done[0] += moved
         if self.counts_tasks:
             self.unfinished += moved
-        wake = _min(moved, self.recv_waiters)
         fc_mutex_unlock(&self.mutex)
-        _wake(&self.not_empty, wake)
+        # After the unlock: the push is visible to whoever the waker selects.
+        waker_notify_n(&self.receivers, moved)
         if done[0] == n:
             return ST_OK
-        if moved < want:
-            return ST_NOMEM
-        if deadline == NO_WAIT:
-            return ST_TIMEOUT
-        # A signal that arrived since the interpreter last looked would not
-        # interrupt the futex wait below: look once more before sleeping.
-        PyErr_CheckSignals()
-        spin = SPIN_FIRST_WAIT
+        return ST_NOMEM if moved < want else ST_NOT_READY
+
+    cdef int _attempt_recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got) noexcept:
+        cdef bint closed
+        fc_mutex_lock(&self.mutex)
+        if self.ring.count:
+            got[0] = ring_pop_many(&self.ring, out, max_n)
+            fc_mutex_unlock(&self.mutex)
+            waker_notify_n(&self.senders, got[0])
+            return ST_OK
+        closed = self.closed
+        fc_mutex_unlock(&self.mutex)
+        return ST_CLOSED if closed else ST_NOT_READY
+
+    cdef bint _ready(self, bint sending) noexcept:
+        # Under the ring's mutex, after registering: a push or pop made after
+        # this look sees the registration (it took the mutex after us, and
+        # register's store precedes our unlock), so it notifies.
+        cdef bint r
+        fc_mutex_lock(&self.mutex)
+        r = self.closed or (_room(self) > 0 if sending else self.ring.count > 0)
+        fc_mutex_unlock(&self.mutex)
+        return r
+
+    cdef int _block(self, SyncWaker *waker, bint sending, int64_t deadline, int spin) noexcept:
+        """Register, re-check, park, unregister: one wait of the waker
+        protocol (_channel_waker_c.pxd).  Returns a WOKE_* outcome; the
+        caller retries its operation whatever it is."""
+        cdef Waiter me
+        cdef WaitEntry entry
+        cdef int why
+        waiter_init(&me)
+        waker_register(waker, &entry, &me)
+        if self._ready(sending):
+            waiter_try_select(&me, SEL_ABORTED)
+        with nogil:
+            why = waiter_wait(&me, deadline, spin)
+            waker_unregister(waker, &entry)
+        waiter_destroy(&me)
+        return why
+
+    cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
+                   int64_t deadline) except -1:
+        """Move items[done:n] (owned references) in, blocking for room.
+
+        Items move only with the GIL held (or the thread attached), in
+        _attempt_send; only the waits release it.  After every wake-up the
+        operation is retried before signals and the deadline are looked at:
+        a notifier that picked this waiter handed it its turn."""
+        cdef int st
+        cdef int spin = SPIN_FIRST_WAIT
+        cdef bint check_signals = True
         while True:
-            with nogil:
-                st = self._send_nogil(items, n, done, deadline, spin)
-            if st != ST_SIGNALS:
+            st = self._attempt_send(items, n, done)
+            if st != ST_NOT_READY:
                 return st
-            PyErr_CheckSignals()
+            if deadline == NO_WAIT:
+                return ST_TIMEOUT
+            if check_signals:
+                # A signal that arrived since the interpreter last looked
+                # would not interrupt the park: look before sleeping.
+                PyErr_CheckSignals()
+            if deadline != FOREVER and fc_monotonic_ns() >= deadline:
+                return ST_TIMEOUT
+            check_signals = self._block(&self.senders, True, deadline, spin) == WOKE_SIGNALS
             # Spinning is for short waits; this one is long (or a signal came).
             spin = 0
 
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,
                    int64_t deadline) except -1:
-        """Take 1..max_n items, waiting (GIL released) in _wait_for_items.
+        """Take 1..max_n items, blocking while there are none.
 
         Items are taken only here, with the GIL held (or, free-threaded, this
         thread attached): a receiver that took one while the cyclic collector
-        ran between traversing this ring and deciding what is unreachable
+        ran between traversing this channel and deciding what is unreachable
         would hold a reference the collector never saw, and the collector
-        could clear the object it is about to return.  Putting items in
-        without the GIL (_send_nogil) is safe: the sender's own reference
-        keeps each one alive until it is in the ring."""
+        could clear the object it is about to return."""
         cdef int st
         cdef int spin = SPIN_FIRST_WAIT
-        cdef Py_ssize_t wake
-        cdef bint closed
+        cdef bint check_signals = True
         while True:
-            fc_mutex_lock(&self.mutex)
-            if self.ring.count:
-                got[0] = ring_pop_many(&self.ring, out, max_n)
-                wake = _min(got[0], self.send_waiters)
-                fc_mutex_unlock(&self.mutex)
-                _wake(&self.not_full, wake)
-                return ST_OK
-            closed = self.closed
-            fc_mutex_unlock(&self.mutex)
-            if closed:
-                return ST_CLOSED
+            st = self._attempt_recv(out, max_n, got)
+            if st != ST_NOT_READY:
+                return st
             if deadline == NO_WAIT:
                 return ST_TIMEOUT
-            PyErr_CheckSignals()  # see _send
-            while True:
-                with nogil:
-                    st = self._wait_for_items(deadline, spin)
-                spin = 0
-                if st != ST_SIGNALS:
-                    break
-                PyErr_CheckSignals()
-            if st != ST_OK:
-                return st
-            # An item arrived: take it above (another receiver may get there
-            # first; then this one waits again).
+            if check_signals:
+                PyErr_CheckSignals()  # see _send
+            if deadline != FOREVER and fc_monotonic_ns() >= deadline:
+                return ST_TIMEOUT
+            check_signals = self._block(&self.receivers, False, deadline, spin) == WOKE_SIGNALS
+            spin = 0
 
     cdef void _close(self, bint drop_items) noexcept:
         cdef ObjRing taken
@@ -375,8 +353,8 @@ cdef class _BlockingRing:
             self.unfinished -= _min(self.unfinished, self.ring.count)
             taken = ring_detach(&self.ring)
         fc_mutex_unlock(&self.mutex)
-        fc_cond_broadcast(&self.not_empty)
-        fc_cond_broadcast(&self.not_full)
+        waker_disconnect(&self.receivers)
+        waker_disconnect(&self.senders)
         # Outside the mutex: a __del__ run here may use this object again.
         ring_release(&taken)
 
@@ -450,6 +428,67 @@ cdef class Channel(_BlockingRing):
     def __init__(self, capacity):
         cdef Py_ssize_t n = _positive_index(capacity, "capacity")
         self._init_ring(n, n, False)
+        if n <= ARRAY_MAX_CAP:
+            array_init(&self.core, <size_t>n)
+            self.lockfree = True
+
+    def __dealloc__(self):
+        # Runs before _BlockingRing's: release what the array still holds.
+        # Refcount zero means no call is blocked in or running on it.
+        cdef ArraySlot *buf
+        cdef PyObject *item
+        cdef Py_ssize_t got
+        if not self.lockfree:
+            return
+        buf = array_buffer(&self.core)
+        if buf == NULL:
+            return
+        while array_recv(&self.core, &item, 1, &got) == ST_OK:
+            Py_DECREF(<object>item)
+        free(buf)
+
+    # The lock-free core for capacity <= ARRAY_MAX_CAP; the ring otherwise.
+
+    cdef int _attempt_send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done) noexcept:
+        cdef Py_ssize_t before = done[0]
+        cdef int st
+        if not self.lockfree:
+            return _BlockingRing._attempt_send(self, items, n, done)
+        st = array_send(&self.core, items, n, done)
+        waker_notify_n(&self.receivers, done[0] - before)
+        return st
+
+    cdef int _attempt_recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got) noexcept:
+        cdef int st
+        if not self.lockfree:
+            return _BlockingRing._attempt_recv(self, out, max_n, got)
+        st = array_recv(&self.core, out, max_n, got)
+        waker_notify_n(&self.senders, got[0])
+        return st
+
+    cdef bint _ready(self, bint sending) noexcept:
+        if not self.lockfree:
+            return _BlockingRing._ready(self, sending)
+        if array_is_closed(&self.core):
+            return True
+        return not array_is_full(&self.core) if sending else not array_is_empty(&self.core)
+
+    cdef void _close(self, bint drop_items) noexcept:
+        if not self.lockfree:
+            _BlockingRing._close(self, drop_items)
+        elif array_close(&self.core):
+            waker_disconnect(&self.receivers)
+            waker_disconnect(&self.senders)
+
+    cdef Py_ssize_t _count(self) noexcept:
+        if not self.lockfree:
+            return _BlockingRing._count(self)
+        return <Py_ssize_t>array_len(&self.core)
+
+    cdef bint _is_closed(self) noexcept:
+        if not self.lockfree:
+            return _BlockingRing._is_closed(self)
+        return array_is_closed(&self.core)
 
     @property
     def capacity(self):
@@ -629,6 +668,48 @@ cdef class Channel(_BlockingRing):
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-for _tp in (_BlockingRing, Channel):
-    set_gc_hooks(_tp, <gc_traverse_t>blocking_ring_traverse, <gc_clear_t>blocking_ring_clear)
-del _tp
+cdef int channel_traverse(Channel self, gc_visit_t visit, void *arg) noexcept:
+    """The array's items, from head to tail (array.rs Drop's walk).  Items
+    move only attached, so none is half-moved while the collector runs."""
+    cdef ArraySlot *buf
+    cdef ArrayCore *c = &self.core
+    cdef size_t p, t, i
+    cdef int e
+    if not self.lockfree:
+        return blocking_ring_traverse(self, visit, arg)
+    e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>channel_traverse)
+    if e:
+        return e
+    buf = array_buffer(c)
+    if buf == NULL:
+        return 0
+    p = fc_size_load_acquire(&c.head.v)
+    t = fc_size_load_acquire(&c.tail.v) & ~c.mark_bit
+    while p != t:
+        i = p & (c.mark_bit - 1)
+        # Acquire, as a receiver's: the item pointer a full stamp publishes.
+        if fc_size_load_acquire(&buf[i].stamp) == p + 1:
+            e = visit(buf[i].item, arg)
+            if e:
+                return e
+        p = p + 1 if i + 1 < c.cap else (p & ~(c.one_lap - 1)) + c.one_lap
+    return 0
+
+
+cdef int channel_clear(Channel self) noexcept:
+    """Drop the items of an unreachable channel.  At most the count held now:
+    a __del__ that sends back into it cannot keep the drain going."""
+    cdef PyObject *batch[64]
+    cdef Py_ssize_t left, got, i
+    if not self.lockfree:
+        return blocking_ring_clear(self)
+    left = <Py_ssize_t>array_len(&self.core)
+    while left > 0 and array_recv(&self.core, batch, _min(left, 64), &got) == ST_OK:
+        left -= got
+        for i in range(got):
+            Py_DECREF(<object>batch[i])
+    return 0
+
+
+set_gc_hooks(_BlockingRing, <gc_traverse_t>blocking_ring_traverse, <gc_clear_t>blocking_ring_clear)
+set_gc_hooks(Channel, <gc_traverse_t>channel_traverse, <gc_clear_t>channel_clear)

@@ -10,8 +10,6 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t
 
 from fastconc._channel_c cimport (
-    ST_OK,
-    ST_SIGNALS,
     ST_TIMEOUT,
     ObjRing,
     _BlockingRing,
@@ -22,12 +20,15 @@ from fastconc._channel_c cimport (
     ring_max_slots,
     ring_release,
 )
+from fastconc._channel_waker_c cimport waker_disconnect, waker_notify_n
 from fastconc._support.deadline cimport FOREVER, NO_WAIT, deadline_ns
 from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, set_gc_hooks
 from fastconc._support.sync cimport (
+    FC_WAIT_CHECK_SIGNALS,
     fc_cond_broadcast,
     fc_cond_destroy,
     fc_cond_init,
+    fc_cond_wait,
     fc_mutex_lock,
     fc_mutex_unlock,
 )
@@ -103,12 +104,14 @@ cdef class Queue(_BlockingRing):
         # must not go (and run an int subclass's __del__) under the mutex.
         _old = self._size_arg
         self._size_arg = size
-        wake = bound > self.bound and self.send_waiters > 0
+        wake = bound > self.bound
         self.bound = bound
         self.ring.max_slots = ring_max_slots(&self.ring, bound)
         fc_mutex_unlock(&self.mutex)
         if wake:
-            fc_cond_broadcast(&self.not_full)
+            # Every blocked put() re-checks; those that still find no room
+            # register again.
+            waker_notify_n(&self.senders, PY_SSIZE_T_MAX)
 
     @maxsize.deleter
     def maxsize(self):
@@ -152,19 +155,22 @@ cdef class Queue(_BlockingRing):
 
     def join(self):
         """Block until every item put has been marked done with task_done()."""
-        cdef int st
-        PyErr_CheckSignals()  # see _send
+        cdef bint signals = False
+        # A signal that arrived since the interpreter last looked would not
+        # interrupt the wait below: look before sleeping.
+        PyErr_CheckSignals()
         while True:
             with nogil:
                 fc_mutex_lock(&self.mutex)
                 while self.unfinished > 0:
-                    st = self._wait(&self.all_tasks_done, &self.join_waiters, FOREVER, 0)
-                    if st != ST_OK:
+                    self.join_waiters += 1
+                    signals = (fc_cond_wait(&self.all_tasks_done, &self.mutex, -1, 0)
+                               == FC_WAIT_CHECK_SIGNALS)
+                    self.join_waiters -= 1
+                    if signals:
                         break
-                else:
-                    st = ST_OK
                 fc_mutex_unlock(&self.mutex)
-            if st != ST_SIGNALS:
+            if not signals:
                 return
             PyErr_CheckSignals()
 
@@ -276,8 +282,8 @@ cdef class Queue(_BlockingRing):
         taken = ring_detach(&self.ring)
         wake_joiners = self.unfinished == 0 and self.join_waiters
         fc_mutex_unlock(&self.mutex)
-        fc_cond_broadcast(&self.not_empty)
-        fc_cond_broadcast(&self.not_full)
+        waker_disconnect(&self.receivers)
+        waker_disconnect(&self.senders)
         if wake_joiners:
             fc_cond_broadcast(&self.all_tasks_done)
         # Outside the mutex: a __del__ run here may use this queue again.

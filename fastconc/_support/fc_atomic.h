@@ -32,6 +32,32 @@ static inline uint32_t fc_u32_load_relaxed(fc_atomic_u32 *a) {
 static inline uint32_t fc_u32_fetch_add_seq_cst(fc_atomic_u32 *a, uint32_t x) {
     return atomic_fetch_add_explicit(&a->v, x, memory_order_seq_cst);
 }
+/* The "someone is waiting" flag of a SyncWaker and a parker's wake-up word. */
+static inline uint32_t fc_u32_load_seq_cst(fc_atomic_u32 *a) {
+    return atomic_load_explicit(&a->v, memory_order_seq_cst);
+}
+static inline void fc_u32_store_seq_cst(fc_atomic_u32 *a, uint32_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_seq_cst);
+}
+static inline uint32_t fc_u32_load_acquire(fc_atomic_u32 *a) {
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void fc_u32_store_release(fc_atomic_u32 *a, uint32_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_release);
+}
+static inline void fc_u32_store_relaxed(fc_atomic_u32 *a, uint32_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+/* A parker's three-state word (fc_sync.h): SeqCst, as the blocking path is
+ * rare and the states must not be reordered against the futex syscalls'
+ * own reads of the word. */
+static inline uint32_t fc_u32_exchange_seq_cst(fc_atomic_u32 *a, uint32_t x) {
+    return atomic_exchange_explicit(&a->v, x, memory_order_seq_cst);
+}
+static inline int fc_u32_cas_strong_seq_cst(fc_atomic_u32 *a, uint32_t *expected, uint32_t desired) {
+    return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
+                                                   memory_order_seq_cst, memory_order_seq_cst);
+}
 /* Address of the plain 32-bit word, for futex(2). */
 static inline uint32_t *fc_u32_addr(fc_atomic_u32 *a) { return (uint32_t *)&a->v; }
 
@@ -53,6 +79,17 @@ static inline void fc_size_store_release(fc_atomic_size *a, size_t x) {
 static inline int fc_size_cas_weak_relaxed(fc_atomic_size *a, size_t *expected, size_t desired) {
     return atomic_compare_exchange_weak_explicit(&a->v, expected, desired,
                                                  memory_order_relaxed, memory_order_relaxed);
+}
+
+/* The Channel's head/tail claims: SeqCst on success so the claim is in one
+ * total order with a waiter's SeqCst registration and re-check (crossbeam
+ * array.rs start_send/start_recv use SeqCst here); a failure only reloads. */
+static inline int fc_size_cas_weak_seq_cst(fc_atomic_size *a, size_t *expected, size_t desired) {
+    return atomic_compare_exchange_weak_explicit(&a->v, expected, desired,
+                                                 memory_order_seq_cst, memory_order_relaxed);
+}
+static inline size_t fc_size_fetch_or_seq_cst(fc_atomic_size *a, size_t x) {
+    return atomic_fetch_or_explicit(&a->v, x, memory_order_seq_cst);
 }
 
 /* Single-writer counters (a worker's statistics): the owner adds with a
@@ -115,6 +152,13 @@ static inline void fc_ptr_store_release(fc_atomic_ptr *a, void *x) {
     atomic_store_explicit(&a->v, x, memory_order_release);
 }
 
+/* Installing a lazily allocated buffer: release publishes its initialised
+ * slots; a loser's acquire sees the winner's. */
+static inline int fc_ptr_cas_strong_acq_rel(fc_atomic_ptr *a, void **expected, void *desired) {
+    return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
 /* Stand-alone fences (Le et al. place them between plain-ordered accesses). */
 static inline void fc_fence_release(void) { atomic_thread_fence(memory_order_release); }
 static inline void fc_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
@@ -135,6 +179,19 @@ static inline uintptr_t fc_uptr_load_relaxed(fc_atomic_uptr *a) {
 static inline int fc_uptr_cas_strong_relaxed(fc_atomic_uptr *a, uintptr_t *expected, uintptr_t desired) {
     return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
                                                    memory_order_relaxed, memory_order_relaxed);
+}
+
+static inline uintptr_t fc_uptr_load_acquire(fc_atomic_uptr *a) {
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void fc_uptr_store_relaxed(fc_atomic_uptr *a, uintptr_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_relaxed);
+}
+/* A waiter's selection word (crossbeam context.rs try_select: AcqRel on
+ * success, Acquire on failure). */
+static inline int fc_uptr_cas_strong_acq_rel(fc_atomic_uptr *a, uintptr_t *expected, uintptr_t desired) {
+    return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
+                                                   memory_order_acq_rel, memory_order_acquire);
 }
 
 #endif /* FASTCONC_ATOMIC_H */

@@ -104,6 +104,27 @@ static inline int fc_mutex_trylock(fc_mutex *m) { return pthread_mutex_trylock(m
 static inline void fc_mutex_unlock(fc_mutex *m) { pthread_mutex_unlock(m); }
 #endif
 
+/* ------------------------------------------------------------ backoff */
+/* One spin-wait hint to the CPU, and giving the core away: the two steps of
+ * crossbeam-utils' Backoff. */
+#if defined(_MSC_VER)
+static inline void fc_cpu_relax(void) { YieldProcessor(); }
+#else
+static inline void fc_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+#endif
+#if defined(_WIN32)
+static inline void fc_yield(void) { SwitchToThread(); }
+#else
+#include <sched.h>
+static inline void fc_yield(void) { sched_yield(); }
+#endif
+
 /* ------------------------------------------------------------ condition variable */
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -121,13 +142,6 @@ typedef struct { fc_atomic_u32 seq; } fc_cond;
  * a blocking call (fc_cond_wait's `spin`). */
 #define FC_SPIN_NS 20000
 
-static inline void fc_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 static inline int fc_is_main_thread(void) {
     static __thread int is_main = -1;
@@ -260,5 +274,84 @@ static inline void fc_cond_signal_n(fc_cond *c, int n) {
 #endif
 
 #define fc_cond_broadcast(c) fc_cond_signal_n((c), INT_MAX)
+
+/* ------------------------------------------------------------ parker */
+/* The wake-up word of one blocked call (a Waiter of _channel_waker_c.pxd).
+ * fc_unpark may come before fc_park; the word keeps it (a permit, as Rust's
+ * std::thread::park).  fc_park returns FC_WAIT_OK when unparked, at the
+ * timeout, or spuriously (the caller re-reads its selection word and its
+ * deadline), FC_WAIT_CHECK_SIGNALS when the caller must take the GIL and
+ * run PyErr_CheckSignals() first.  On the main thread a park lasts at most
+ * FC_SIGNAL_SLICE_NS: a SIGINT handled between the caller's last look at
+ * signals and the futex(2) call would not interrupt the sleep. */
+enum { FC_PARK_EMPTY = 0, FC_PARK_NOTIFIED = 1, FC_PARK_SLEEPING = 2 };
+
+#if defined(__linux__)
+typedef struct { fc_atomic_u32 word; } fc_parker;
+static inline void fc_parker_init(fc_parker *p) { fc_u32_init(&p->word, FC_PARK_EMPTY); }
+static inline void fc_parker_destroy(fc_parker *p) { (void)p; }
+
+static inline int fc_park(fc_parker *p, int64_t timeout_ns, int spin) {
+    struct timespec ts, *tsp = NULL;
+    uint32_t w = FC_PARK_EMPTY;
+    int capped = 0;
+    long r;
+    if (spin && fc_spin_until_changed(&p->word, FC_PARK_EMPTY, timeout_ns))
+        return FC_WAIT_OK;
+    /* EMPTY -> SLEEPING tells fc_unpark that a FUTEX_WAKE is needed (the
+     * three-state parker of Rust's futex-based std::thread::park); a word
+     * already SLEEPING (an earlier park timed out) stays so. */
+    if (!fc_u32_cas_strong_seq_cst(&p->word, &w, FC_PARK_SLEEPING) && w == FC_PARK_NOTIFIED)
+        return FC_WAIT_OK;
+    if (fc_is_main_thread() && (timeout_ns < 0 || timeout_ns > FC_SIGNAL_SLICE_NS)) {
+        timeout_ns = FC_SIGNAL_SLICE_NS;
+        capped = 1;
+    }
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    /* Sleeps only while the word is still SLEEPING: an unpark in between
+     * makes futex(2) return EAGAIN at once. */
+    r = syscall(SYS_futex, fc_u32_addr(&p->word), FUTEX_WAIT_PRIVATE, FC_PARK_SLEEPING, tsp, NULL, 0);
+    if (r == -1 && (errno == EINTR || (capped && errno == ETIMEDOUT)))
+        return FC_WAIT_CHECK_SIGNALS;
+    return FC_WAIT_OK;
+}
+
+/* Called with the waker's mutex held: the parked thread leaves its wait
+ * (and frees the parker with its C frame) only after taking that mutex. */
+static inline void fc_unpark(fc_parker *p) {
+    if (fc_u32_exchange_seq_cst(&p->word, FC_PARK_NOTIFIED) == FC_PARK_SLEEPING)
+        syscall(SYS_futex, fc_u32_addr(&p->word), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+#else /* a mutex, a condition variable and a flag */
+typedef struct { fc_mutex m; fc_cond c; int notified; } fc_parker;
+static inline void fc_parker_init(fc_parker *p) {
+    fc_mutex_init(&p->m);
+    fc_cond_init(&p->c);
+    p->notified = 0;
+}
+static inline void fc_parker_destroy(fc_parker *p) {
+    fc_cond_destroy(&p->c);
+    fc_mutex_destroy(&p->m);
+}
+static inline int fc_park(fc_parker *p, int64_t timeout_ns, int spin) {
+    int r = FC_WAIT_OK;
+    fc_mutex_lock(&p->m);
+    if (!p->notified)
+        r = fc_cond_wait(&p->c, &p->m, timeout_ns, spin);
+    fc_mutex_unlock(&p->m);
+    return r;
+}
+static inline void fc_unpark(fc_parker *p) {
+    fc_mutex_lock(&p->m);
+    p->notified = 1;
+    fc_cond_signal_n(&p->c, 1);
+    fc_mutex_unlock(&p->m);
+}
+#endif
 
 #endif /* FASTCONC_SYNC_H */

@@ -8,6 +8,8 @@ cdef extern from "fc_sync.h" nogil:
         pass
     ctypedef struct fc_cond:
         pass
+    ctypedef struct fc_parker:
+        pass
 
     enum:
         FC_WAIT_OK
@@ -27,3 +29,11 @@ cdef extern from "fc_sync.h" nogil:
     int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin)
     void fc_cond_signal_n(fc_cond *c, int n)
     void fc_cond_broadcast(fc_cond *c)
+
+    void fc_parker_init(fc_parker *p)
+    void fc_parker_destroy(fc_parker *p)
+    int fc_park(fc_parker *p, int64_t timeout_ns, int spin)
+    void fc_unpark(fc_parker *p)
+
+    void fc_cpu_relax()
+    void fc_yield()
