@@ -397,3 +397,96 @@ def test_python_subclass_survives_a_collection(impl):
         gc.collect()
         assert sub.x == 42 and sub.__mro__[0] is sub
         assert sub(2).x == 42
+
+
+# ---------------------------------------------------------------- laps and wraps
+# The compiled Channel keeps up to 65,536 items in a fixed array whose index
+# wraps at the capacity (not at a power of two) and a growable ring past that;
+# these capacities sit on each side of the wrap arithmetic's edges.
+
+LAP_CAPACITIES = [1, 2, 3, 5, 1023, 1024, 1025, 65536, 65537]
+
+
+@pytest.mark.parametrize("capacity", LAP_CAPACITIES)
+def test_capacity_is_exact_lap_after_lap(impl, capacity):
+    ch = impl.Channel(capacity)
+    sent = received = 0
+    for _lap in range(3):
+        while ch.try_send(sent):
+            sent += 1
+            assert len(ch) == sent - received
+        assert sent - received == capacity
+        # Half out, half in again: the next fill starts mid-array.
+        for _ in range(max(1, capacity // 2)):
+            assert ch.try_recv() == received
+            received += 1
+        assert len(ch) == sent - received
+    assert sent == capacity + 2 * max(1, capacity // 2)
+    rest = list(range(received, sent))
+    if rest:
+        assert ch.recv_many(capacity) == rest
+    assert len(ch) == 0
+    with pytest.raises(Empty):
+        ch.try_recv()
+
+
+@pytest.mark.parametrize("capacity", [3, 5, 8, 1000])
+def test_batches_cross_the_wrap_in_order(impl, capacity):
+    ch = impl.Channel(capacity)
+    expected = []
+    nxt = 0
+    for shift in range(2 * capacity + 3):
+        # Move the head and tail `shift % capacity` slots on, then fill the
+        # channel in one batch and empty it in one batch.
+        for _ in range(shift % capacity):
+            ch.send(nxt)
+            assert ch.recv() == nxt
+            nxt += 1
+        batch = list(range(nxt, nxt + capacity))
+        nxt += capacity
+        assert ch.send_many(batch, timeout=0) == capacity
+        assert not ch.try_send("no room")
+        got = ch.recv_many(capacity + 7)
+        expected.append(batch)
+        assert got == batch
+    assert len(expected) == 2 * capacity + 3
+
+
+def test_one_recv_many_releases_every_blocked_sender(impl, threads):
+    # A batch that frees k slots must wake up to k blocked senders, not one.
+    k = 4
+    ch = impl.Channel(k)
+    assert ch.send_many(range(k)) == k
+    started = threading.Barrier(k + 1)
+
+    def sender(i: int) -> None:
+        started.wait(JOIN_TIMEOUT)
+        ch.send(("late", i), timeout=JOIN_TIMEOUT)
+
+    for i in range(k):
+        threads.start(sender, i)
+    started.wait(JOIN_TIMEOUT)
+    assert ch.recv_many(k, timeout=JOIN_TIMEOUT) == list(range(k))
+    threads.join()
+    late = ch.recv_many(k, timeout=JOIN_TIMEOUT)
+    while len(late) < k:
+        late += ch.recv_many(k, timeout=JOIN_TIMEOUT)
+    assert sorted(late) == [("late", i) for i in range(k)]
+
+
+def test_one_send_many_releases_every_blocked_receiver(impl, threads):
+    k = 4
+    ch = impl.Channel(16)
+    started = threading.Barrier(k + 1)
+    got: list[object] = []
+
+    def receiver() -> None:
+        started.wait(JOIN_TIMEOUT)
+        got.append(ch.recv(timeout=JOIN_TIMEOUT))
+
+    for _ in range(k):
+        threads.start(receiver)
+    started.wait(JOIN_TIMEOUT)
+    assert ch.send_many(range(k), timeout=JOIN_TIMEOUT) == k
+    threads.join()
+    assert sorted(got) == list(range(k))

@@ -23,7 +23,8 @@ def per_producer() -> int:
     return max(100, int(20_000 * stress_scale()))
 
 
-@pytest.mark.parametrize("producers,consumers,capacity", [(1, 1, 1), (4, 4, 16), (3, 2, 1024)])
+@pytest.mark.parametrize("producers,consumers,capacity",
+                         [(1, 1, 1), (2, 2, 3), (4, 4, 16), (3, 2, 1000), (2, 2, 65537)])
 def test_channel_mpmc_exactly_once(impl, threads, tally, producers, consumers, capacity):
     ch = impl.Channel(capacity)
     n = per_producer()
