@@ -35,8 +35,8 @@ def sanitizer_flags():
     )
 
 # One extension per compiled module; each includes the shared headers.
-MODULES = ["_channel_c", "_channel_queue_c", "_deque_c", "_pool_c", "_pool_task_c", "_ring_c",
-           "_ring_mpmc_c"]
+MODULES = ["_channel_c", "_channel_queue_c", "_channel_select_c", "_deque_c", "_pool_c",
+           "_pool_task_c", "_ring_c", "_ring_mpmc_c"]
 
 FALLBACK_WARNING = """
 ********************************************************************************

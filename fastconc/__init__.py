@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from fastconc._channel_c import Channel
     from fastconc._channel_queue_c import Queue
+    from fastconc._channel_select_c import select
     from fastconc._deque_c import WorkStealingDeque
     from fastconc._pool_c import WorkStealingPool
     from fastconc._ring_c import SpscRingBuffer, TypedRingBuffer
@@ -42,6 +43,7 @@ else:
     TypedRingBuffer = selected.TypedRingBuffer
     WorkStealingDeque = selected.WorkStealingDeque
     WorkStealingPool = selected.WorkStealingPool
+    select = selected.select
 
 from fastconc._support.executor import PoolStats, WorkerStats
 
@@ -88,6 +90,7 @@ __all__ = [
     "__version__",
     "get_include",
     "implementations",
+    "select",
 ]
 
 

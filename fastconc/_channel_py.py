@@ -27,7 +27,9 @@ code under its mutex; here the lock is held while Python code runs, so:
 
 Waiters park on a lock of their own, listed in a deque; a waker pops one and
 releases it (each lock is released by exactly one waker, so no wake-up is
-counted twice, unlike a re-entered ``threading.Condition.notify``).  A waiter
+counted twice, unlike a re-entered ``threading.Condition.notify``; a
+select's lock, listed in several deques, is the exception, see
+``_channel_select_py``).  A waiter
 registers, tries again, then sleeps; a woken one always tries again before
 it gives up, and one leaving with a wake-up it did not use passes it on.
 """
@@ -70,6 +72,13 @@ def _wake(waiters: deque[Any], n: int = 1) -> None:
         _drain(map(_release, map(_popleft, repeat(waiters) if n < 0 else repeat(waiters, n))))
     except IndexError:   # no more waiters
         pass
+    except RuntimeError:
+        # An unlocked lock: a select's (_channel_select_py), listed in several
+        # channels and already released by another.  That select passes this
+        # wake-up on; the ones after it in this call still go out (a few too
+        # many when some went out before it: harmless, each re-checks).
+        if n != 1:
+            _wake(waiters, n - 1 if n > 0 else n)
 
 
 class _Parking:

@@ -42,6 +42,7 @@ _PUBLIC_NAMES = (
     "TypedRingBuffer",
     "WorkStealingDeque",
     "WorkStealingPool",
+    "select",
 )
 
 
@@ -59,14 +60,15 @@ def load_python() -> types.SimpleNamespace:
     from fastconc import (
         _channel_py,
         _channel_queue_py,
+        _channel_select_py,
         _deque_py,
         _pool_py,
         _ring_mpmc_py,
         _ring_py,
     )
 
-    return _namespace("python", _channel_py, _channel_queue_py, _ring_mpmc_py, _ring_py,
-                      _deque_py, _pool_py)
+    return _namespace("python", _channel_py, _channel_queue_py, _channel_select_py,
+                      _ring_mpmc_py, _ring_py, _deque_py, _pool_py)
 
 
 def load_cython() -> types.SimpleNamespace:
@@ -75,14 +77,15 @@ def load_cython() -> types.SimpleNamespace:
     from fastconc import (
         _channel_c,
         _channel_queue_c,
+        _channel_select_c,
         _deque_c,
         _pool_c,
         _ring_c,
         _ring_mpmc_c,
     )
 
-    return _namespace("cython", _channel_c, _channel_queue_c, _ring_mpmc_c, _ring_c,
-                      _deque_c, _pool_c)
+    return _namespace("cython", _channel_c, _channel_queue_c, _channel_select_c,
+                      _ring_mpmc_c, _ring_c, _deque_c, _pool_c)
 
 
 def implementations() -> dict[str, types.SimpleNamespace]:

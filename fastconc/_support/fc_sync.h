@@ -71,6 +71,31 @@ static inline uintptr_t fc_thread_id(void) { return (uintptr_t)GetCurrentThreadI
 static inline uintptr_t fc_thread_id(void) { return (uintptr_t)pthread_self(); }
 #endif
 
+/* ------------------------------------------------------------ per-thread random */
+/* Marsaglia's xorshift32 (2003), one state per thread: select's shuffle
+ * (crossbeam-channel utils.rs shuffle does the same).  Not for secrets. */
+#if defined(_MSC_VER)
+#define FC_THREAD_LOCAL __declspec(thread)
+#else
+#define FC_THREAD_LOCAL __thread
+#endif
+static inline uint32_t fc_random_u32(void) {
+    static FC_THREAD_LOCAL uint32_t state = 0;
+    uint32_t x = state;
+    if (x == 0)
+        x = ((uint32_t)(fc_thread_id() * 2654435761u) ^ (uint32_t)fc_monotonic_ns()) | 1u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    state = x;
+    return x;
+}
+
+/* A uniform integer in [0, n), Lemire's multiply-shift reduction. */
+static inline uint32_t fc_random_below(uint32_t n) {
+    return (uint32_t)(((uint64_t)fc_random_u32() * n) >> 32);
+}
+
 /* ------------------------------------------------------------ mutex */
 #if defined(_WIN32)
 typedef SRWLOCK fc_mutex;

@@ -1,7 +1,7 @@
 # Blocking primitives for the compiled backend: a mutex, a condition variable
 # whose waits can be cut short by a signal, and a monotonic clock.  All of it
 # lives in fc_sync.h beside it; this file only makes it visible to Cython.
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint32_t, uintptr_t
 
 cdef extern from "fc_sync.h" nogil:
     ctypedef struct fc_mutex:
@@ -37,3 +37,5 @@ cdef extern from "fc_sync.h" nogil:
 
     void fc_cpu_relax()
     void fc_yield()
+
+    uint32_t fc_random_below(uint32_t n)
