@@ -58,6 +58,13 @@ cdef inline SyncWaker *_waker_of(Channel ch, bint sending) noexcept:
     return &ch.senders if sending else &ch.receivers
 
 
+cdef inline Channel _channel_of(tuple recvs, tuple sends, Py_ssize_t i, Py_ssize_t n_recv):
+    """Operation i's channel (checked to be a Channel before any is tried)."""
+    if i < n_recv:
+        return <Channel>recvs[i]
+    return <Channel>(<tuple>sends[i - n_recv])[0]
+
+
 cdef inline int _attempt(Channel ch, bint sending, object item, PyObject **out) except -1:
     """One try of one operation (GIL held): ST_OK, ST_NOT_READY or ST_CLOSED."""
     cdef PyObject *p
@@ -87,13 +94,11 @@ def select(recv=(), send=(), *, timeout=None):
     Timeout.  A closed channel (drained, for a receive) is ready: its
     operation raises ChannelClosed naming it.
     """
-    cdef tuple recvs = tuple(recv)
-    cdef tuple sends = tuple(send)
+    cdef tuple recvs = recv if type(recv) is tuple else tuple(recv)
+    cdef tuple sends = send if type(send) is tuple else tuple(send)
     cdef Py_ssize_t n_recv = len(recvs)
     cdef Py_ssize_t n = n_recv + len(sends)
     cdef int64_t deadline = deadline_ns(timeout)
-    cdef list chans
-    cdef list items
     cdef Py_ssize_t k, j, i, registered = 0
     cdef uint32_t *order
     cdef uint32_t order_stack[STACK_OPS]
@@ -108,21 +113,15 @@ def select(recv=(), send=(), *, timeout=None):
     cdef bint sending
     if n == 0:
         raise ValueError("select() needs at least one operation")
-    chans = []
-    items = []
     for ch_obj in recvs:
         if not isinstance(ch_obj, Channel):
             raise TypeError(f"select() receives from Channels, not {type(ch_obj).__name__}")
-        chans.append(ch_obj)
-        items.append(None)
     for pair in sends:
         if not isinstance(pair, tuple) or len(<tuple>pair) != 2:
             raise TypeError("select() sends take (channel, item) pairs")
         if not isinstance((<tuple>pair)[0], Channel):
             raise TypeError(
                 f"select() sends to Channels, not {type((<tuple>pair)[0]).__name__}")
-        chans.append((<tuple>pair)[0])
-        items.append((<tuple>pair)[1])
     order = order_stack
     entries = entries_stack
     if n > STACK_OPS:
@@ -142,9 +141,10 @@ def select(recv=(), send=(), *, timeout=None):
         while True:
             for k in range(n):
                 i = order[k]
-                ch = <Channel>chans[i]
                 sending = i >= n_recv
-                st = _attempt(ch, sending, items[i], &out)
+                ch = _channel_of(recvs, sends, i, n_recv)
+                st = _attempt(ch, sending, (<tuple>sends[i - n_recv])[1] if sending else None,
+                              &out)
                 if st == ST_OK:
                     if sending:
                         return (ch, None)
@@ -167,8 +167,8 @@ def select(recv=(), send=(), *, timeout=None):
             registered = 0
             for k in range(n):
                 i = order[k]
-                ch = <Channel>chans[i]
                 sending = i >= n_recv
+                ch = _channel_of(recvs, sends, i, n_recv)
                 waker_register(_waker_of(ch, sending), &entries[k], &me)
                 registered += 1
                 if ch._ready(sending):
@@ -182,7 +182,8 @@ def select(recv=(), send=(), *, timeout=None):
             # With the GIL: no waker mutex holder ever waits for it.
             for k in range(registered):
                 i = order[k]
-                waker_unregister(_waker_of(<Channel>chans[i], i >= n_recv), &entries[k])
+                waker_unregister(_waker_of(_channel_of(recvs, sends, i, n_recv), i >= n_recv),
+                                 &entries[k])
             waiter_destroy(&me)
             registered = 0
             spin = 0

@@ -325,6 +325,81 @@ class DequeMachine(RuleBasedStateMachine):
             assert self.deque.is_empty() == (not self.model)
 
 
+class SelectMachine(RuleBasedStateMachine):
+    """Three channels (capacities 1..3; one of them also lap-wrapping) and
+    select() over random subsets against three deques: a select completes
+    exactly one of the operations the model says are ready, or raises
+    Timeout when none is (timeout=0), or ChannelClosed for a closed one."""
+
+    backend = "python"
+
+    @initialize(capacities=st.lists(st.integers(1, 3), min_size=3, max_size=3))
+    def create(self, capacities):
+        ns = load_backend(self.backend)
+        self.select = ns.select
+        self.chans = [ns.Channel(c) for c in capacities]
+        self.capacities = capacities
+        self.models: list[deque[int]] = [deque() for _ in capacities]
+        self.closed = [False] * len(capacities)
+
+    @rule(k=st.integers(0, 2), item=items)
+    def send(self, k, item):
+        if not self.closed[k] and len(self.models[k]) < self.capacities[k]:
+            assert self.chans[k].try_send(item)
+            self.models[k].append(item)
+
+    @rule(k=st.integers(0, 2))
+    def recv(self, k):
+        if self.models[k]:
+            assert self.chans[k].try_recv() == self.models[k].popleft()
+
+    @rule(k=st.integers(0, 2))
+    def close(self, k):
+        self.chans[k].close()
+        self.closed[k] = True
+
+    @rule(recv=st.lists(st.integers(0, 2), max_size=4),
+          send=st.lists(st.tuples(st.integers(0, 2), items), max_size=4))
+    def select_once(self, recv, send):
+        if not recv and not send:
+            with pytest.raises(ValueError):
+                self.select(timeout=0)
+            return
+        # Ready per the model: a receive with an item or closed; a send with
+        # room or closed.  A closed operation's completion raises.
+        ready_recv = [k for k in recv if self.models[k] or self.closed[k]]
+        ready_send = [(k, x) for k, x in send
+                      if self.closed[k] or len(self.models[k]) < self.capacities[k]]
+        try:
+            ch, value = self.select(recv=[self.chans[k] for k in recv],
+                                    send=[(self.chans[k], x) for k, x in send], timeout=0)
+        except Timeout:
+            assert not ready_recv and not ready_send
+            return
+        except ChannelClosed as exc:
+            closed = ([k for k in recv if self.closed[k] and not self.models[k]]
+                      + [k for k, _ in send if self.closed[k]])
+            assert any(repr(self.chans[k]) in str(exc) for k in closed), (exc, closed)
+            return
+        k = self.chans.index(ch)
+        if value is None:
+            # A send (items are never None): one of k's items is now last.
+            assert not self.closed[k]
+            candidates = [x for j, x in ready_send if j == k]
+            drained = [self.chans[k].try_recv() for _ in range(len(self.models[k]) + 1)]
+            assert drained[:-1] == list(self.models[k])
+            assert drained[-1] in candidates
+            self.models[k].clear()
+        else:
+            assert k in recv
+            assert value == self.models[k].popleft()
+
+    @invariant()
+    def lengths(self):
+        if hasattr(self, "chans"):
+            assert [len(ch) for ch in self.chans] == [len(m) for m in self.models]
+
+
 def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
     cls = type(f"{machine.__name__}_{backend}", (machine,), {"backend": backend})
     case = cls.TestCase
@@ -334,7 +409,7 @@ def _for_backend(machine: type[RuleBasedStateMachine], backend: str):
 
 for _backend in BACKENDS:
     for _machine in (ChannelMachine, QueueMachine, RingMachine, SpscMachine, TypedMachine,
-                     DequeMachine):
+                     DequeMachine, SelectMachine):
         _case = _for_backend(_machine, _backend)
         globals()[f"Test{_machine.__name__}_{_backend}"] = _case
 del _backend, _machine, _case

@@ -129,6 +129,55 @@ def _channel_group(kind: str, workload: Callable[[w.Contender, int], None]) -> C
     return contenders
 
 
+def _cross(producers: int, consumers: int) -> Callable[[], tuple[list[Contender], list[str]]]:
+    """Channel/Queue-shaped contenders moving items between threads, plus a
+    polling RingBuffer per backend."""
+    def contenders() -> tuple[list[Contender], list[str]]:
+        found, _ = _channel_group(
+            "channel", lambda c, n: w.cross_threads(c, n, producers, consumers))()
+        for backend, ns in _backends():
+            def setup(n: int, ns: Any = ns) -> tuple[Callable[[], object], Callable[[], object]]:
+                return (lambda: w.ring_polling(ns.RingBuffer, n, producers, consumers)), _nothing
+            found.append(Contender(f"{backend} RingBuffer, polling", "other", setup))
+        return found, ["capacity 1024; the RingBuffer never blocks: a full push and an empty "
+                       "pop yield (time.sleep(0)) and try again"]
+    return contenders
+
+
+def _ping_pongs() -> tuple[list[Contender], list[str]]:
+    found = []
+    for name, run in w.ping_pong_contenders():
+        role = ("baseline" if name.startswith("queue") else
+                _backend_kind("cython" if "cython" in name else "python"))
+
+        def setup(n: int, run: Any = run) -> tuple[Callable[[], object], Callable[[], object]]:
+            return (lambda: run(n)), _nothing
+        found.append(Contender(name, role, setup))
+    for backend, ns in _backends():
+        def ask_setup(n: int, ns: Any = ns) -> tuple[Callable[[], object], Callable[[], object]]:
+            system = fastconc.ActorSystem(2, backend=ns)
+            ref = system.spawn(w.echo_actor())
+            return (lambda: w.ask_round_trips(ref.ask, n)), system.shutdown
+        found.append(Contender(f"{backend} ActorRef.ask(timeout=...)", "other", ask_setup))
+    return found, ["one round trip at a time between two threads (the asker is not a pool "
+                   "worker)"]
+
+
+def _selects() -> tuple[list[Contender], list[str]]:
+    found = []
+    for backend, ns in _backends():
+        for k in (0, 1, 4):
+            def setup(n: int, ns: Any = ns, k: int = k) -> tuple[Callable[[], object],
+                                                                  Callable[[], object]]:
+                chans = [ns.Channel(1024) for _ in range(max(k, 1))]
+                return (lambda: w.select_loop(ns.select if k else None, chans, n)), _nothing
+            role = "baseline" if k == 0 and not found else _backend_kind(backend)
+            name = f"{backend} " + (f"select over {k}" if k else "Channel.recv")
+            found.append(Contender(name, role, setup))
+    return found, ["one thread: a send, then a select over k channels of which only that one "
+                   "is ready (or a plain recv)"]
+
+
 def _rings(spsc: bool) -> tuple[list[Contender], list[str]]:
     found = []
     for backend, ns in _backends():
@@ -245,7 +294,13 @@ def _object_pools() -> tuple[list[Contender], list[str]]:
 
 GROUPS = [
     Group("channel", "Channel: 1 producer -> 1 consumer thread, item by item, capacity 1024",
-          "items", 100_000, _channel_group("channel", w.cross_thread)),
+          "items", 100_000, _cross(1, 1)),
+    Group("channel2x2", "Channel: 2 producers -> 2 consumer threads, item by item",
+          "items", 100_000, _cross(2, 2)),
+    Group("pingpong", "Ping-pong: round trips between two threads", "round trips", 10_000,
+          _ping_pongs),
+    Group("select", "select(): a send, then a select over k channels", "items", 100_000,
+          _selects),
     Group("queue", "Queue: put + get pair, one thread", "pairs", 200_000,
           _channel_group("queue", w.same_thread_pairs)),
     Group("ring", "RingBuffer: push + pop pair, one thread", "pairs", 200_000,

@@ -28,13 +28,20 @@ __all__ = [
     "bare_call",
     "borrow_return",
     "breaker_calls",
+    "ask_round_trips",
     "counting_actor",
+    "echo_actor",
     "pykka_counter",
     "tell_until_handled",
     "Contender",
     "contenders",
     "cross_thread",
     "cross_thread_batched",
+    "cross_threads",
+    "ping_pong",
+    "ping_pong_contenders",
+    "ring_polling",
+    "select_loop",
     "deque_pairs",
     "execute_join",
     "fork_join",
@@ -180,6 +187,146 @@ def cross_thread_batched(c: Contender, n: int, batch: int = 256, capacity: int =
 
 
 # ---------------------------------------------------------------- rings
+
+_STOP = object()
+
+
+def cross_threads(c: Contender, n: int, producers: int = 2, consumers: int = 2,
+                  capacity: int = 1024) -> None:
+    """``producers`` threads -> ``consumers`` threads, n ints in all, item by
+    item; each consumer stops at its own stop marker."""
+    obj = c.make(capacity)
+    send, recv = c.send(obj), c.recv(obj)
+    sums = [0] * consumers
+    share = n // producers
+
+    def produce(p: int) -> None:
+        for i in range(p * share, (p + 1) * share):
+            send(i)
+
+    def consume(k: int) -> None:
+        s = 0
+        while (x := recv()) is not _STOP:
+            s += x
+        sums[k] = s
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(consumers)]
+    threads += [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads[consumers:]:
+        _join(t, c.name)
+    for _ in range(consumers):
+        send(_STOP)
+    for t in threads[:consumers]:
+        _join(t, c.name)
+    total = share * producers
+    if sum(sums) != total * (total - 1) // 2:
+        raise AssertionError(f"{c.name}: items lost or corrupted")
+
+
+def ring_polling(make: Callable[[int], Any], n: int, producers: int = 1, consumers: int = 1,
+                 capacity: int = 1024) -> None:
+    """cross_threads through a RingBuffer that never blocks: a full push and
+    an empty pop yield the core (time.sleep(0)) and try again (polling)."""
+    ring = make(capacity)
+    push, pop = ring.push, ring.pop
+    sums = [0] * consumers
+    share = n // producers
+    empty = object()
+
+    def produce(p: int) -> None:
+        for i in range(p * share, (p + 1) * share):
+            while not push(i):
+                _yield()
+
+    def consume(k: int) -> None:
+        s = 0
+        while True:
+            x = pop(empty)
+            if x is empty:
+                _yield()
+                continue
+            if x is _STOP:
+                break
+            s += x
+        sums[k] = s
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(consumers)]
+    threads += [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads[consumers:]:
+        _join(t, "RingBuffer")
+    for _ in range(consumers):
+        while not push(_STOP):
+            _yield()
+    for t in threads[:consumers]:
+        _join(t, "RingBuffer")
+    total = share * producers
+    if sum(sums) != total * (total - 1) // 2:
+        raise AssertionError("RingBuffer: items lost or corrupted")
+
+
+def ping_pong(send: Callable[[Any], Any], recv: Callable[[], Any],
+              echo: Callable[[], None], n: int) -> None:
+    """n round trips: send a number, wait for it to come back.  ``echo`` is
+    the other side's loop (it runs on its own thread until it reads None)."""
+    t = threading.Thread(target=echo)
+    t.start()
+    for i in range(n):
+        send(i)
+        if recv() != i:
+            raise AssertionError("ping-pong: wrong answer")
+    send(None)
+    _join(t, "ping-pong")
+
+
+def _echo_pair(make: Callable[[], tuple[Any, Any, Any, Any]]) -> Callable[[int], None]:
+    """ping_pong over a pair of queues: make() -> (send, recv) of both."""
+    def run(n: int) -> None:
+        send_a, recv_a, send_b, recv_b = make()
+
+        def echo() -> None:
+            while (x := recv_a()) is not None:
+                send_b(x)
+        ping_pong(send_a, recv_b, echo, n)
+    return run
+
+
+def ping_pong_contenders() -> list[tuple[str, Callable[[int], None]]]:
+    """(name, run(n)) for round trips between two threads: a Channel pair
+    per backend, then a queue.SimpleQueue pair (the baseline)."""
+    found: list[tuple[str, Callable[[int], None]]] = []
+    for backend, ns in _impl.implementations().items():
+        def channels(ns: Any = ns) -> tuple[Any, Any, Any, Any]:
+            a, b = ns.Channel(1), ns.Channel(1)
+            return a.send, a.recv, b.send, b.recv
+        found.append((f"{backend} Channel pair", _echo_pair(channels)))
+
+    def simple() -> tuple[Any, Any, Any, Any]:
+        a: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        b: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        return a.put, a.get, b.put, b.get
+    found.append(("queue.SimpleQueue pair", _echo_pair(simple)))
+    return found
+
+
+def select_loop(select: Callable[..., Any] | None, chans: Sequence[Any], n: int) -> None:
+    """n sends, each followed by a select over all of ``chans`` (only the
+    one just sent to is ready), or by a plain recv when select is None."""
+    k = len(chans)
+    if select is None:
+        send, recv = chans[0].send, chans[0].recv
+        for i in range(n):
+            send(i)
+            recv()
+        return
+    sends = [ch.send for ch in chans]
+    for i in range(n):
+        sends[i % k](i)
+        select(recv=chans)
+
 
 def ring_contenders() -> list[tuple[str, Callable[[int], Any]]]:
     """(name, factory) for every object ring of every backend."""
@@ -418,6 +565,24 @@ def counting_actor() -> type:
             return None
 
     return Counter
+
+
+def echo_actor() -> type:
+    """An Actor that answers every message with itself."""
+    from fastconc import Actor
+
+    class Echo(Actor):
+        def handle_message(self, msg: Any) -> Any:
+            return msg
+
+    return Echo
+
+
+def ask_round_trips(ask: Callable[..., Any], n: int) -> None:
+    """n asks, each with a timeout, each answered before the next."""
+    for i in range(n):
+        if ask(i, timeout=JOIN_TIMEOUT) != i:
+            raise AssertionError("ask: wrong answer")
 
 
 def pykka_counter() -> Any:
