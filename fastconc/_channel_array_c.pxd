@@ -38,7 +38,7 @@ from fastconc._support.atomic cimport (
     fc_size_load_seq_cst,
     fc_size_store_release,
 )
-from fastconc._support.sync cimport fc_cpu_relax, fc_yield
+from fastconc._support.sync cimport fc_backoff_snooze
 
 
 cdef enum:
@@ -116,17 +116,11 @@ cdef inline size_t _next(ArrayCore *c, size_t p, size_t k) noexcept nogil:
 
 
 cdef inline void _backoff(int *step) noexcept nogil:
-    # crossbeam-utils Backoff::snooze: spin 2^step pause instructions, then
-    # yield the core.  Reached only when another thread is between its claim
-    # and its publish, which happens only where threads run in parallel (with
-    # a GIL every transfer is done whole under it).
-    cdef int _i
-    if step[0] <= 6:
-        for _i in range(1 << step[0]):
-            fc_cpu_relax()
-        step[0] += 1
-    else:
-        fc_yield()
+    # Reached only when another thread is between its claim and its publish,
+    # which happens only where threads run in parallel (with a GIL every
+    # transfer is done whole under it).  Never gives up: the publish is a few
+    # instructions away.
+    fc_backoff_snooze(step)
 
 
 cdef inline int array_send(ArrayCore *c, PyObject **items, Py_ssize_t n,
@@ -138,12 +132,14 @@ cdef inline int array_send(ArrayCore *c, PyObject **items, Py_ssize_t n,
     cdef ArraySlot *buf = array_buffer(c)
     cdef size_t t, s, i, k, want, nt, h
     cdef int step = 0
+    # Relaxed: only a hint; the stamp check and the CAS validate it.
+    t = fc_size_load_relaxed(&c.tail.v)
     if buf == NULL:
+        if t & c.mark_bit:
+            return ARRAY_CLOSED   # closed before its first send: allocate nothing
         buf = array_allocate(c)
         if buf == NULL:
             return ARRAY_NOMEM
-    # Relaxed: only a hint; the stamp check and the CAS validate it.
-    t = fc_size_load_relaxed(&c.tail.v)
     while done[0] < n:
         if t & c.mark_bit:
             return ARRAY_CLOSED

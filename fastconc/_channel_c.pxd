@@ -69,7 +69,8 @@ cdef class _BlockingRing:
     cdef int _attempt_recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got) noexcept
     # The re-check of a just-registered waiter: could the operation proceed now?
     cdef bint _ready(self, bint sending) noexcept
-    cdef int _block(self, SyncWaker *waker, bint sending, int64_t deadline, int spin) noexcept
+    cdef int _block(self, SyncWaker *waker, bint sending, int64_t deadline, int spin,
+                    bint front) noexcept
     cdef int _send(self, PyObject **items, Py_ssize_t n, Py_ssize_t *done,
                    int64_t deadline) except -1
     cdef int _recv(self, PyObject **out, Py_ssize_t max_n, Py_ssize_t *got,

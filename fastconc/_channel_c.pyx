@@ -34,6 +34,7 @@ from fastconc._channel_array_c cimport (
 )
 from fastconc._channel_waker_c cimport (
     SEL_ABORTED,
+    WOKE_SELECTED,
     WOKE_SIGNALS,
     SyncWaker,
     WaitEntry,
@@ -59,6 +60,8 @@ from fastconc._support.gc cimport (
     visit_heap_type,
 )
 from fastconc._support.sync cimport (
+    FC_BACKOFF_STEPS,
+    fc_backoff_snooze,
     fc_monotonic_ns,
     fc_mutex_destroy,
     fc_mutex_init,
@@ -274,15 +277,17 @@ cdef class _BlockingRing:
         fc_mutex_unlock(&self.mutex)
         return r
 
-    cdef int _block(self, SyncWaker *waker, bint sending, int64_t deadline, int spin) noexcept:
+    cdef int _block(self, SyncWaker *waker, bint sending, int64_t deadline, int spin,
+                    bint front) noexcept:
         """Register, re-check, park, unregister: one wait of the waker
         protocol (_channel_waker_c.pxd).  Returns a WOKE_* outcome; the
-        caller retries its operation whatever it is."""
+        caller retries its operation whatever it is.  `front`: re-register
+        at the head (the last wait ended only to look at signals)."""
         cdef Waiter me
         cdef WaitEntry entry
         cdef int why
         waiter_init(&me)
-        waker_register(waker, &entry, &me)
+        waker_register(waker, &entry, &me, front)
         if self._ready(sending):
             waiter_try_select(&me, SEL_ABORTED)
         with nogil:
@@ -301,20 +306,32 @@ cdef class _BlockingRing:
         a notifier that picked this waiter handed it its turn."""
         cdef int st
         cdef int spin = SPIN_FIRST_WAIT
+        cdef int step = 0 if SPIN_FIRST_WAIT else FC_BACKOFF_STEPS + 1
         cdef bint check_signals = True
+        cdef int why = WOKE_SELECTED
         while True:
             st = self._attempt_send(items, n, done)
             if st != ST_NOT_READY:
                 return st
             if deadline == NO_WAIT:
                 return ST_TIMEOUT
+            if step <= FC_BACKOFF_STEPS:
+                # Where threads run in parallel, the peer is likely a few
+                # hundred nanoseconds away: back off and retry (attached,
+                # a few microseconds at most) before registering to sleep,
+                # as crossbeam-channel's send does.  Under a GIL the peer
+                # needs the GIL we hold: never.
+                fc_backoff_snooze(&step)
+                continue
             if check_signals:
                 # A signal that arrived since the interpreter last looked
                 # would not interrupt the park: look before sleeping.
                 PyErr_CheckSignals()
             if deadline != FOREVER and fc_monotonic_ns() >= deadline:
                 return ST_TIMEOUT
-            check_signals = self._block(&self.senders, True, deadline, spin) == WOKE_SIGNALS
+            # Back at the head of the list after a look at signals only.
+            why = self._block(&self.senders, True, deadline, spin, why == WOKE_SIGNALS)
+            check_signals = why == WOKE_SIGNALS
             # Spinning is for short waits; this one is long (or a signal came).
             spin = 0
 
@@ -329,18 +346,25 @@ cdef class _BlockingRing:
         could clear the object it is about to return."""
         cdef int st
         cdef int spin = SPIN_FIRST_WAIT
+        cdef int step = 0 if SPIN_FIRST_WAIT else FC_BACKOFF_STEPS + 1
         cdef bint check_signals = True
+        cdef int why = WOKE_SELECTED
         while True:
             st = self._attempt_recv(out, max_n, got)
             if st != ST_NOT_READY:
                 return st
             if deadline == NO_WAIT:
                 return ST_TIMEOUT
+            if step <= FC_BACKOFF_STEPS:
+                fc_backoff_snooze(&step)  # see _send
+                continue
             if check_signals:
                 PyErr_CheckSignals()  # see _send
             if deadline != FOREVER and fc_monotonic_ns() >= deadline:
                 return ST_TIMEOUT
-            check_signals = self._block(&self.receivers, False, deadline, spin) == WOKE_SIGNALS
+            # Back at the head of the list after a look at signals only.
+            why = self._block(&self.receivers, False, deadline, spin, why == WOKE_SIGNALS)
+            check_signals = why == WOKE_SIGNALS
             spin = 0
 
     cdef void _close(self, bint drop_items) noexcept:
@@ -675,11 +699,13 @@ cdef int channel_traverse(Channel self, gc_visit_t visit, void *arg) noexcept:
     cdef ArrayCore *c = &self.core
     cdef size_t p, t, i
     cdef int e
-    if not self.lockfree:
-        return blocking_ring_traverse(self, visit, arg)
     e = visit_heap_type(<PyObject *>self, visit, arg, <gc_traverse_t>channel_traverse)
     if e:
         return e
+    if not self.lockfree:
+        # Its own visit_heap_type finds channel_traverse installed: no
+        # second visit of the type.
+        return blocking_ring_traverse(self, visit, arg)
     buf = array_buffer(c)
     if buf == NULL:
         return 0

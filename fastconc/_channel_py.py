@@ -72,11 +72,13 @@ def _wake(waiters: deque[Any], n: int = 1) -> None:
         _drain(map(_release, map(_popleft, repeat(waiters) if n < 0 else repeat(waiters, n))))
     except IndexError:   # no more waiters
         pass
-    except RuntimeError:
+    except RuntimeError as exc:
         # An unlocked lock: a select's (_channel_select_py), listed in several
         # channels and already released by another.  That select passes this
         # wake-up on; the ones after it in this call still go out (a few too
         # many when some went out before it: harmless, each re-checks).
+        if type(exc) is not RuntimeError:   # RecursionError: not ours to hide
+            raise
         if n != 1:
             _wake(waiters, n - 1 if n > 0 else n)
 

@@ -160,6 +160,7 @@ cdef class Queue(_BlockingRing):
         # interrupt the wait below: look before sleeping.
         PyErr_CheckSignals()
         while True:
+            signals = False
             with nogil:
                 fc_mutex_lock(&self.mutex)
                 while self.unfinished > 0:

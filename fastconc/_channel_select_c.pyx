@@ -15,13 +15,15 @@ nothing, so nothing is lost and nothing is done twice.
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
 from fastconc._channel_c cimport ST_CLOSED, ST_NOMEM, ST_OK, Channel
 from fastconc._channel_waker_c cimport (
     SEL_ABORTED,
+    SEL_DISCONNECTED,
     SEL_WAITING,
+    WOKE_SELECTED,
     WOKE_SIGNALS,
     SyncWaker,
     WaitEntry,
@@ -31,6 +33,7 @@ from fastconc._channel_waker_c cimport (
     waiter_selected,
     waiter_try_select,
     waiter_wait,
+    waker_notify_n,
     waker_register,
     waker_unregister,
 )
@@ -83,6 +86,23 @@ cdef inline int _attempt(Channel ch, bint sending, object item, PyObject **out) 
     return ch._attempt_recv(out, 1, &n)
 
 
+cdef object _run(tuple recvs, tuple sends, Py_ssize_t i, Py_ssize_t n_recv):
+    """Try operation i: (channel, value) when done, None when not ready."""
+    cdef PyObject *out = NULL
+    cdef bint sending = i >= n_recv
+    cdef Channel ch = _channel_of(recvs, sends, i, n_recv)
+    cdef int st = _attempt(ch, sending, (<tuple>sends[i - n_recv])[1] if sending else None, &out)
+    if st == ST_OK:
+        if sending:
+            return (ch, None)
+        value = <object>out
+        Py_DECREF(value)  # the channel's reference, now ours
+        return (ch, value)
+    if st == ST_CLOSED:
+        raise ChannelClosed(f"{ch!r} is closed")
+    return None
+
+
 def select(recv=(), send=(), *, timeout=None):
     """Complete exactly one of several channel operations.
 
@@ -106,8 +126,9 @@ def select(recv=(), send=(), *, timeout=None):
     cdef WaitEntry entries_stack[STACK_OPS]
     cdef Waiter me
     cdef Channel ch
-    cdef PyObject *out = NULL
-    cdef int st, why
+    cdef int why = WOKE_SELECTED
+    cdef Py_ssize_t accepted = -1
+    cdef uintptr_t selected
     cdef int spin = SPIN_FIRST_WAIT
     cdef bint check_signals = True
     cdef bint sending
@@ -139,20 +160,23 @@ def select(recv=(), send=(), *, timeout=None):
             order[k] = order[j]
             order[j] = <uint32_t>k
         while True:
+            if accepted >= 0:
+                # The waker that picked this select did so for this
+                # operation: try it first (select.rs accept), or its item
+                # (its room) could be left for a waiter that sleeps on.
+                i = order[accepted]
+                accepted = -1
+                try:
+                    result = _run(recvs, sends, i, n_recv)
+                except BaseException:
+                    waker_notify_n(_waker_of(_channel_of(recvs, sends, i, n_recv), i >= n_recv), 1)
+                    raise
+                if result is not None:
+                    return result
             for k in range(n):
-                i = order[k]
-                sending = i >= n_recv
-                ch = _channel_of(recvs, sends, i, n_recv)
-                st = _attempt(ch, sending, (<tuple>sends[i - n_recv])[1] if sending else None,
-                              &out)
-                if st == ST_OK:
-                    if sending:
-                        return (ch, None)
-                    value = <object>out
-                    Py_DECREF(value)  # the channel's reference, now ours
-                    return (ch, value)
-                if st == ST_CLOSED:
-                    raise ChannelClosed(f"{ch!r} is closed")
+                result = _run(recvs, sends, order[k], n_recv)
+                if result is not None:
+                    return result
             if deadline == NO_WAIT:
                 raise Timeout("timed out waiting in select()")
             if check_signals:
@@ -169,7 +193,7 @@ def select(recv=(), send=(), *, timeout=None):
                 i = order[k]
                 sending = i >= n_recv
                 ch = _channel_of(recvs, sends, i, n_recv)
-                waker_register(_waker_of(ch, sending), &entries[k], &me)
+                waker_register(_waker_of(ch, sending), &entries[k], &me, why == WOKE_SIGNALS)
                 registered += 1
                 if ch._ready(sending):
                     # Ready since the round above: retry at once.
@@ -179,6 +203,9 @@ def select(recv=(), send=(), *, timeout=None):
                     break
             with nogil:
                 why = waiter_wait(&me, deadline, spin)
+            selected = waiter_selected(&me)
+            if selected > SEL_DISCONNECTED:
+                accepted = <WaitEntry *>selected - entries
             # With the GIL: no waker mutex holder ever waits for it.
             for k in range(registered):
                 i = order[k]

@@ -19,10 +19,11 @@ import random
 import threading
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 from time import monotonic
 from typing import Any
 
-from fastconc._channel_py import _AGAIN, Channel, _wake
+from fastconc._channel_py import _AGAIN, Channel, _drain, _wake
 from fastconc._support.waits import deadline as _deadline
 from fastconc.errors import ChannelClosed, Timeout
 
@@ -84,6 +85,7 @@ def select(recv: Iterable[Channel[Any]] = (),
     if any(ch._nested() for ch, _, _ in ops):
         raise Timeout("timed out waiting in select()")
     lists: list[deque[Any]] = [ch._senders if sending else ch._receivers for ch, sending, _ in ops]
+    parked_sets = [ch._parked for ch, _, _ in ops]
     me = _get_ident()
     while True:
         if deadline is not None and deadline <= monotonic():
@@ -92,11 +94,12 @@ def select(recv: Iterable[Channel[Any]] = (),
         w.acquire()
         registered = 0
         try:
-            for ch, _, _ in ops:
-                ch._parked.add(me)
+            _drain(map(set.add, parked_sets, repeat(me)))
             for waiters in lists:
-                waiters.append(w)
+                # Counted first: a signal handler raising right after the
+                # append must still find the lock to take out below.
                 registered += 1
+                waiters.append(w)
             # Registered, then tried: a change made after this try finds the
             # lock listed and releases it.
             result = _attempt_all(ops, order)
@@ -109,14 +112,27 @@ def select(recv: Iterable[Channel[Any]] = (),
                 if remaining > 0:
                     w.acquire(True, min(remaining, _TIMEOUT_MAX))
         finally:
+            _unregister(w, lists[:registered])
+            _drain(map(set.discard, parked_sets, repeat(me)))
+
+
+def _unregister(w: Any, lists: list[deque[Any]]) -> None:
+    """Take the select's lock out of every list.  Where a waker popped it,
+    that wake-up went to this select, which may not use it: pass one on.
+    Every list is seen to even if a signal handler raises in between (the
+    first such exception is raised at the end)."""
+    pending: BaseException | None = None
+    for waiters in lists:
+        try:
             try:
-                for waiters in lists[:registered]:
-                    try:
-                        waiters.remove(w)
-                    except ValueError:
-                        # Popped: that waker's wake-up went to this select,
-                        # which may not use it.  Pass one on.
-                        _wake(waiters)
-            finally:
-                for ch, _, _ in ops:
-                    ch._parked.discard(me)
+                waiters.remove(w)
+            except ValueError:
+                _wake(waiters)
+        except BaseException as exc:  # a signal handler's: finish first
+            if pending is None:
+                pending = exc
+    if pending is not None:
+        try:
+            raise pending
+        finally:
+            pending = None

@@ -58,6 +58,7 @@ from fastconc._support.sync cimport (
     fc_parker,
     fc_parker_destroy,
     fc_parker_init,
+    fc_process_id,
     fc_unpark,
 )
 
@@ -79,6 +80,7 @@ cdef enum:
 cdef struct Waiter:
     fc_atomic_uptr select
     fc_parker parker
+    long pid              # fc_process_id() of its thread (see waker_notify_n)
 
 
 cdef struct WaitEntry:
@@ -110,6 +112,7 @@ cdef inline void waker_destroy(SyncWaker *w) noexcept nogil:
 cdef inline void waiter_init(Waiter *me) noexcept nogil:
     fc_uptr_init(&me.select, SEL_WAITING)
     fc_parker_init(&me.parker)
+    me.pid = fc_process_id()
 
 
 cdef inline void waiter_destroy(Waiter *me) noexcept nogil:
@@ -144,16 +147,28 @@ cdef inline void _unlink(SyncWaker *w, WaitEntry *e) noexcept nogil:
     e.linked = False
 
 
-cdef inline void waker_register(SyncWaker *w, WaitEntry *e, Waiter *me) noexcept nogil:
+cdef inline void waker_register(SyncWaker *w, WaitEntry *e, Waiter *me, bint front) noexcept nogil:
+    """List e (for me) last, or first when `front`: a waiter that left only to
+    look at signals (the main thread does every FC_SIGNAL_SLICE_NS) keeps its
+    place, or threads registering meanwhile would be served before it."""
     e.waiter = me
-    e.next = NULL
     fc_mutex_lock(&w.mutex)
-    e.prev = w.last
-    if w.last != NULL:
-        w.last.next = e
-    else:
+    if front:
+        e.prev = NULL
+        e.next = w.first
+        if w.first != NULL:
+            w.first.prev = e
+        else:
+            w.last = e
         w.first = e
-    w.last = e
+    else:
+        e.next = NULL
+        e.prev = w.last
+        if w.last != NULL:
+            w.last.next = e
+        else:
+            w.first = e
+        w.last = e
     e.linked = True
     # SeqCst (waker.rs SyncWaker::register): the store must precede, in the
     # single total order, the caller's SeqCst re-check of the channel, so a
@@ -179,17 +194,24 @@ cdef inline Py_ssize_t waker_notify_n(SyncWaker *w, Py_ssize_t n) noexcept nogil
     cdef WaitEntry *e
     cdef WaitEntry *nxt
     cdef Py_ssize_t woken = 0
+    cdef long pid
     # SeqCst (waker.rs SyncWaker::notify): pairs with register's SeqCst
     # store across the caller's SeqCst claim (the Dekker argument above).
     if n <= 0 or fc_u32_load_seq_cst(&w.is_empty):
         return 0
+    pid = fc_process_id()
     fc_mutex_lock(&w.mutex)
     e = w.first
     while e != NULL and woken < n:
         nxt = e.next
+        if e.waiter.pid != pid:
+            # Listed before a fork(): its thread is not in this process and
+            # would never take the wake-up.  (Its frame's memory was copied
+            # with the rest, so reading it is safe.)
+            _unlink(w, e)
         # An entry whose waiter another waker selected first stays listed for
         # its owner to unregister (Waker::try_select skips it).
-        if waiter_try_select(e.waiter, <uintptr_t>e):
+        elif waiter_try_select(e.waiter, <uintptr_t>e):
             _unlink(w, e)
             fc_unpark(&e.waiter.parker)
             woken += 1

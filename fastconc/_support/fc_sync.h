@@ -71,6 +71,15 @@ static inline uintptr_t fc_thread_id(void) { return (uintptr_t)GetCurrentThreadI
 static inline uintptr_t fc_thread_id(void) { return (uintptr_t)pthread_self(); }
 #endif
 
+/* The process, to tell waiters inherited through fork() (their threads did
+ * not come along) from live ones. */
+#if defined(_WIN32)
+static inline long fc_process_id(void) { return (long)GetCurrentProcessId(); }
+#else
+#include <unistd.h>
+static inline long fc_process_id(void) { return (long)getpid(); }
+#endif
+
 /* ------------------------------------------------------------ per-thread random */
 /* Marsaglia's xorshift32 (2003), one state per thread: select's shuffle
  * (crossbeam-channel utils.rs shuffle does the same).  Not for secrets. */
@@ -149,6 +158,21 @@ static inline void fc_yield(void) { SwitchToThread(); }
 #include <sched.h>
 static inline void fc_yield(void) { sched_yield(); }
 #endif
+
+/* crossbeam-utils Backoff::snooze (SPIN_LIMIT 6, YIELD_LIMIT 10): spin
+ * 2^step pause instructions while step <= 6, then yield the core; the
+ * caller gives up waiting this way once *step > FC_BACKOFF_STEPS. */
+#define FC_BACKOFF_STEPS 10
+static inline void fc_backoff_snooze(int *step) {
+    if (*step <= 6) {
+        for (int i = 0; i < (1 << *step); i++)
+            fc_cpu_relax();
+    } else {
+        fc_yield();
+    }
+    if (*step <= FC_BACKOFF_STEPS)
+        (*step)++;
+}
 
 /* ------------------------------------------------------------ condition variable */
 #if defined(__linux__)

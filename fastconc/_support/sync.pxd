@@ -12,6 +12,8 @@ cdef extern from "fc_sync.h" nogil:
         pass
 
     enum:
+        FC_BACKOFF_STEPS
+    enum:
         FC_WAIT_OK
         FC_WAIT_CHECK_SIGNALS
 
@@ -39,3 +41,5 @@ cdef extern from "fc_sync.h" nogil:
     void fc_yield()
 
     uint32_t fc_random_below(uint32_t n)
+    void fc_backoff_snooze(int *step)
+    long fc_process_id()
