@@ -37,9 +37,11 @@ it gives up, and one leaving with a wake-up it did not use passes it on.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import types
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
@@ -83,6 +85,27 @@ def _wake(waiters: deque[Any], n: int = 1) -> None:
             _wake(waiters, n - 1 if n > 0 else n)
 
 
+# Every object a thread has blocked on, so that a child process can forget
+# the parent's waiters (below).  Added to only on the way to sleep.
+_blocked_on: weakref.WeakSet[_Parking] = weakref.WeakSet()
+_blocked_on_lock = _allocate_lock()
+
+
+def _forget_waiters_in_child() -> None:
+    """After fork(): the threads parked in the parent did not come along.
+    Their locks would take wake-ups meant for the child's own waiters."""
+    global _blocked_on_lock
+    _blocked_on_lock = _allocate_lock()   # another thread may have held it
+    for obj in list(_blocked_on):
+        for waiters in obj._waiter_lists():
+            waiters.clear()
+        obj._parked.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_waiters_in_child)
+
+
 class _Parking:
     """What Channel and Queue share: the lock, the parked threads, and the
     loop of a blocking call."""
@@ -90,6 +113,13 @@ class _Parking:
     __slots__ = ()
     _lock: Any   # a threading.RLock
     _parked: set[int]
+
+    def _waiter_lists(self) -> tuple[deque[Any], ...]:
+        raise NotImplementedError
+
+    def _note_blocking(self) -> None:
+        with _blocked_on_lock:
+            _blocked_on.add(self)
 
     def _nested(self) -> bool:
         """True when this thread is already inside an operation of this object
@@ -107,6 +137,7 @@ class _Parking:
         me = _get_ident()
         parked = self._parked
         w: Any = None    # our registration while it may be in waiters
+        self._note_blocking()
         try:
             parked.add(me)
             while True:
@@ -183,6 +214,9 @@ class Channel(_Parking):
     def capacity(self) -> int:
         """The most items the channel holds at once."""
         return self._capacity
+
+    def _waiter_lists(self) -> tuple[deque[Any], ...]:
+        return (self._senders, self._receivers)
 
     @property
     def closed(self) -> bool:

@@ -53,6 +53,9 @@ class Queue(_Parking):
         bound = int.__index__(size)
         return bound if 0 < bound < sys.maxsize else 0
 
+    def _waiter_lists(self) -> tuple[deque[Any], ...]:
+        return (self._putters, self._getters, self._joiners)
+
     @property
     def maxsize(self) -> int:
         """The bound (<= 0: unbounded); assignable, as in queue.Queue."""

@@ -86,6 +86,8 @@ def select(recv: Iterable[Channel[Any]] = (),
         raise Timeout("timed out waiting in select()")
     lists: list[deque[Any]] = [ch._senders if sending else ch._receivers for ch, sending, _ in ops]
     parked_sets = [ch._parked for ch, _, _ in ops]
+    for ch, _, _ in ops:
+        ch._note_blocking()
     me = _get_ident()
     while True:
         if deadline is not None and deadline <= monotonic():

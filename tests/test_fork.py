@@ -66,3 +66,59 @@ def test_fork_with_a_live_pool(backend, tally):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     tally.add(processes=1)
+
+
+BLOCKED = r"""
+import os, sys, threading
+from fastconc import _impl
+ns = _impl.load_cython() if sys.argv[1] == "cython" else _impl.load_python()
+ch = ns.Channel(4)
+parked = threading.Event()
+
+def blocked():
+    parked.set()
+    ch.recv(30)   # still waiting in the parent when it forks
+
+t = threading.Thread(target=blocked, daemon=True)
+t.start()
+assert parked.wait(30)
+# Under the GIL the waiter parks before this thread runs again (it holds the
+# GIL until it sleeps); elsewhere the fork may come first, which is fine too.
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        # The parent's waiter is listed here, but its thread is not: a send
+        # must wake this process's own waiter, not the dead one.
+        got = []
+        ready = threading.Event()
+
+        def child_receiver():
+            ready.set()
+            got.append(ch.recv(20))
+
+        r = threading.Thread(target=child_receiver)
+        r.start()
+        assert ready.wait(30)
+        ch.send("to the child")
+        r.join(30)
+        assert got == ["to the child"], got
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+ch.send("to the parent")
+t.join(30)
+assert not t.is_alive()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_waiter_blocked_at_the_fork_takes_no_wake_up_in_the_child(backend, tally):
+    proc = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", BLOCKED,
+                           backend], capture_output=True, text=True, timeout=JOIN_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    tally.add(processes=1)
