@@ -25,6 +25,7 @@ from fastconc._channel_array_c cimport (
     ARRAY_OK,
     ArrayCore,
 )
+from fastconc._channel_ring_c cimport ObjRing
 from fastconc._channel_waker_c cimport SyncWaker
 from fastconc._support.gc cimport gc_visit_t
 from fastconc._support.sync cimport fc_mutex
@@ -38,15 +39,6 @@ cdef enum:
     ST_CLOSED = ARRAY_CLOSED
     ST_NOMEM = ARRAY_NOMEM
     ST_TIMEOUT
-
-
-cdef struct ObjRing:
-    # FIFO of owned references; storage doubles on demand up to max_slots.
-    PyObject **slots
-    Py_ssize_t size        # allocated slots: 0 or a power of two
-    Py_ssize_t head        # slot of the oldest item
-    Py_ssize_t count
-    Py_ssize_t max_slots   # power of two >= the bound, and >= size
 
 
 cdef class _BlockingRing:
@@ -89,9 +81,6 @@ cdef class Channel(_BlockingRing):
 
 
 # For Queue (fastconc._channel_queue_c), which is built on the same core.
-cdef Py_ssize_t ring_max_slots(ObjRing *r, Py_ssize_t bound) noexcept nogil
-cdef ObjRing ring_detach(ObjRing *r) noexcept nogil
-cdef void ring_release(ObjRing *r) noexcept
 cdef raise_status(int st, object timeout_exc, str what)
 cdef int blocking_ring_traverse(_BlockingRing self, gc_visit_t visit, void *arg) noexcept
 cdef int blocking_ring_clear(_BlockingRing self) noexcept

@@ -11,15 +11,12 @@ from libc.stdint cimport int64_t
 
 from fastconc._channel_c cimport (
     ST_TIMEOUT,
-    ObjRing,
     _BlockingRing,
     blocking_ring_clear,
     blocking_ring_traverse,
     raise_status,
-    ring_detach,
-    ring_max_slots,
-    ring_release,
 )
+from fastconc._channel_ring_c cimport ObjRing, ring_detach, ring_max_slots, ring_release
 from fastconc._channel_waker_c cimport waker_disconnect, waker_notify_n
 from fastconc._support.deadline cimport FOREVER, NO_WAIT, deadline_ns
 from fastconc._support.gc cimport gc_clear_t, gc_traverse_t, set_gc_hooks
