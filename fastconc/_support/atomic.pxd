@@ -45,6 +45,7 @@ cdef extern from "fc_atomic.h" nogil:
     int64_t fc_i64_load_acquire(fc_atomic_i64 *a)
     int64_t fc_i64_load_seq_cst(fc_atomic_i64 *a)
     void fc_i64_store_relaxed(fc_atomic_i64 *a, int64_t x)
+    void fc_i64_store_release(fc_atomic_i64 *a, int64_t x)
     bint fc_i64_cas_strong_seq_cst(fc_atomic_i64 *a, int64_t *expected, int64_t desired)
     int64_t fc_i64_fetch_add_seq_cst(fc_atomic_i64 *a, int64_t x)
 

@@ -127,6 +127,9 @@ static inline void fc_i64_store_relaxed(fc_atomic_i64 *a, int64_t x) {
 }
 /* Strong CAS, seq_cst on success, relaxed on failure (the paper's take/steal
  * CAS on top); on failure *expected gets the current value. */
+static inline void fc_i64_store_release(fc_atomic_i64 *a, int64_t x) {
+    atomic_store_explicit(&a->v, x, memory_order_release);
+}
 static inline int fc_i64_cas_strong_seq_cst(fc_atomic_i64 *a, int64_t *expected, int64_t desired) {
     return atomic_compare_exchange_strong_explicit(&a->v, expected, desired,
                                                    memory_order_seq_cst, memory_order_relaxed);

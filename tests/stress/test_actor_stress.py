@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import JOIN_TIMEOUT
+from conftest import JOIN_TIMEOUT, watch_stopped
 from stress_helpers import jitter, random_pause, run_rounds
 
 from fastconc import Actor, ActorStopped, ActorSystem
@@ -198,6 +198,7 @@ def test_tell_refused_by_a_full_mailbox_as_the_actor_stops_is_a_dead_letter(impl
     backend.Channel = Mailbox
     system = ActorSystem(1, backend=backend)
     ref = system.spawn(Blocked, mailbox_size=2, overflow=overflow)
+    terminated = watch_stopped(system, ref)
     try:
         ref.tell("block")
         assert entered.wait(T)  # its handler now waits on gate
@@ -206,6 +207,9 @@ def test_tell_refused_by_a_full_mailbox_as_the_actor_stops_is_a_dead_letter(impl
         ref._cell.mailbox.stop_on_full = True
         ref.tell("refused")  # refused as full, and the actor stops meanwhile
         assert not ref.is_alive
+        # on_stop (which let tell go on) runs before the stopping actor moves
+        # what is left in its mailbox to the dead letters; Terminated after.
+        assert terminated.wait(T)
         dead = [m for _, m in system.dead_letters]
         assert "filler" in dead
         assert "refused" in dead, "a tell refused as the actor stopped vanished"
