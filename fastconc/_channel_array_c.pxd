@@ -251,6 +251,20 @@ cdef inline bint array_is_closed(ArrayCore *c) noexcept nogil:
     return (fc_size_load_seq_cst(&c.tail.v) & c.mark_bit) != 0
 
 
+# A first look for select(), cheaper than an attempt (no fence): True only
+# when the channel is open and was empty (full) when looked at.  A stale
+# answer only makes select() skip an operation in this pass; before it
+# sleeps, its SeqCst re-check (array_is_empty / array_is_full) sees the item.
+cdef inline bint array_looks_empty(ArrayCore *c) noexcept nogil:
+    cdef size_t t = fc_size_load_acquire(&c.tail.v)
+    return t == fc_size_load_acquire(&c.head.v)    # a marked tail never equals head
+
+
+cdef inline bint array_looks_full(ArrayCore *c) noexcept nogil:
+    cdef size_t t = fc_size_load_acquire(&c.tail.v)
+    return fc_size_load_acquire(&c.head.v) + c.one_lap == t
+
+
 # The waiter's re-checks: SeqCst loads (array.rs is_empty / is_full), the
 # second half of the waker's Dekker argument (_channel_waker_c.pxd).
 cdef inline bint array_is_empty(ArrayCore *c) noexcept nogil:

@@ -18,6 +18,7 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
+from fastconc._channel_array_c cimport array_looks_empty, array_looks_full
 from fastconc._channel_c cimport ST_CLOSED, ST_NOMEM, ST_OK, Channel
 from fastconc._channel_waker_c cimport (
     SEL_ABORTED,
@@ -91,7 +92,10 @@ cdef object _run(tuple recvs, tuple sends, Py_ssize_t i, Py_ssize_t n_recv):
     cdef PyObject *out = NULL
     cdef bint sending = i >= n_recv
     cdef Channel ch = _channel_of(recvs, sends, i, n_recv)
-    cdef int st = _attempt(ch, sending, (<tuple>sends[i - n_recv])[1] if sending else None, &out)
+    cdef int st
+    if ch.lockfree and (array_looks_full(&ch.core) if sending else array_looks_empty(&ch.core)):
+        return None
+    st = _attempt(ch, sending, (<tuple>sends[i - n_recv])[1] if sending else None, &out)
     if st == ST_OK:
         if sending:
             return (ch, None)
