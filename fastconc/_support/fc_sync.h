@@ -180,7 +180,10 @@ static inline void fc_backoff_snooze(int *step) {
 #include <sys/syscall.h>
 #include <unistd.h>
 
-typedef struct { fc_atomic_u32 seq; } fc_cond;
+/* seq: bumped by every signal; sleeping: threads inside futex(2) on seq
+ * (a waiter still spinning is not one), so a signal with none makes no
+ * syscall. */
+typedef struct { fc_atomic_u32 seq; fc_atomic_u32 sleeping; } fc_cond;
 
 /* Spin-then-park, as crossbeam's Backoff and glibc's adaptive mutex do: a
  * waiter first watches the sequence word for up to FC_SPIN_NS before it
@@ -220,7 +223,11 @@ static inline int fc_spin_until_changed(fc_atomic_u32 *word, uint32_t seq, int64
     }
 }
 
-static inline int fc_cond_init(fc_cond *c) { fc_u32_init(&c->seq, 0); return 0; }
+static inline int fc_cond_init(fc_cond *c) {
+    fc_u32_init(&c->seq, 0);
+    fc_u32_init(&c->sleeping, 0);
+    return 0;
+}
 static inline void fc_cond_destroy(fc_cond *c) { (void)c; }
 
 static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int spin) {
@@ -251,9 +258,14 @@ static inline int fc_cond_wait(fc_cond *c, fc_mutex *m, int64_t timeout_ns, int 
         ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
         tsp = &ts;
     }
+    /* seq_cst: a Dekker pair with fc_cond_signal_n (bump seq, then read
+     * sleeping): either the signaller sees us counted and wakes us, or our
+     * futex(2) call sees its bump and returns at once. */
+    fc_u32_fetch_add_seq_cst(&c->sleeping, 1);
     r = syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAIT_PRIVATE, seq, tsp, NULL, 0);
     if (r == -1)
         err = errno;
+    fc_u32_fetch_add_seq_cst(&c->sleeping, (uint32_t)-1);
     fc_mutex_lock(m);
     /* EAGAIN: seq moved before we slept; ETIMEDOUT: caller checks its deadline */
     if (err == EINTR || (capped && err == ETIMEDOUT))
@@ -266,7 +278,10 @@ static inline void fc_cond_signal_n(fc_cond *c, int n) {
     /* seq_cst: the bump must be visible before the kernel looks for sleepers
      * in FUTEX_WAKE, the same full barrier glibc's pthread_cond_signal uses. */
     fc_u32_fetch_add_seq_cst(&c->seq, 1);
-    syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    /* seq_cst: see fc_cond_wait.  No thread in futex(2): a spinning waiter
+     * sees the bump by itself. */
+    if (fc_u32_load_seq_cst(&c->sleeping))
+        syscall(SYS_futex, fc_u32_addr(&c->seq), FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
 #elif defined(_WIN32)
