@@ -256,8 +256,11 @@ cdef inline bint array_is_closed(ArrayCore *c) noexcept nogil:
 # answer only makes select() skip an operation in this pass; before it
 # sleeps, its SeqCst re-check (array_is_empty / array_is_full) sees the item.
 cdef inline bint array_looks_empty(ArrayCore *c) noexcept nogil:
-    cdef size_t t = fc_size_load_acquire(&c.tail.v)
-    return t == fc_size_load_acquire(&c.head.v)    # a marked tail never equals head
+    # Head first (as array_is_empty): a tail read later that equals it means
+    # the channel was empty at that moment.  The other order could pair an
+    # old tail with a newer head and call a never-empty channel empty.
+    cdef size_t h = fc_size_load_acquire(&c.head.v)
+    return fc_size_load_acquire(&c.tail.v) == h    # a marked tail never equals head
 
 
 cdef inline bint array_looks_full(ArrayCore *c) noexcept nogil:

@@ -118,8 +118,9 @@ class _Parking:
         raise NotImplementedError
 
     def _note_blocking(self) -> None:
-        with _blocked_on_lock:
-            _blocked_on.add(self)
+        if self not in _blocked_on:
+            with _blocked_on_lock:
+                _blocked_on.add(self)
 
     def _nested(self) -> bool:
         """True when this thread is already inside an operation of this object

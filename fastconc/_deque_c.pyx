@@ -138,11 +138,14 @@ cdef PyObject *deque_take(Deque *d) noexcept nogil:
             # (Le et al., take); losing means a thief owns it now.
             if not fc_i64_cas_strong_seq_cst(&d.top.v, &t, t + 1):
                 x = NULL
-            # relaxed: restores bottom == top (empty) for this thread's next op.
-            fc_i64_store_relaxed(&d.bottom.v, b + 1)
+            # release (relaxed would do on hardware): restores bottom == top
+            # (empty); release keeps the slots published by earlier pushes
+            # ordered before every later store of bottom in the C11 model too
+            # (C++20 dropped same-thread release sequences).
+            fc_i64_store_release(&d.bottom.v, b + 1)
     else:
-        # Was already empty: undo the reservation (relaxed, owner-only word).
-        fc_i64_store_relaxed(&d.bottom.v, b + 1)
+        # Was already empty: undo the reservation (release: as above).
+        fc_i64_store_release(&d.bottom.v, b + 1)
     return x
 
 

@@ -77,7 +77,22 @@ static inline uintptr_t fc_thread_id(void) { return (uintptr_t)pthread_self(); }
 static inline long fc_process_id(void) { return (long)GetCurrentProcessId(); }
 #else
 #include <unistd.h>
-static inline long fc_process_id(void) { return (long)getpid(); }
+/* getpid() is a system call (glibc stopped caching it in 2.25): cache it,
+ * refreshed in the child by a fork handler.  Relaxed: the value only ever
+ * changes in a child, before fork() returns there. */
+static _Atomic long fc_pid_cache = 0;
+static pthread_once_t fc_pid_once = PTHREAD_ONCE_INIT;
+static void fc_pid_refresh(void) {
+    atomic_store_explicit(&fc_pid_cache, (long)getpid(), memory_order_relaxed);
+}
+static void fc_pid_init(void) {
+    fc_pid_refresh();
+    pthread_atfork(NULL, NULL, fc_pid_refresh);
+}
+static inline long fc_process_id(void) {
+    pthread_once(&fc_pid_once, fc_pid_init);
+    return atomic_load_explicit(&fc_pid_cache, memory_order_relaxed);
+}
 #endif
 
 /* ------------------------------------------------------------ per-thread random */
