@@ -4,12 +4,15 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from typing_extensions import disjoint_base
+
 _T = TypeVar("_T")
 
 # C-level functions Queue (_channel_queue_c) cimports.
 __pyx_capi__: dict[str, Any]
 
 
+@disjoint_base
 class Channel(Generic[_T]):
     def __init__(self, capacity: int) -> None: ...
     @property

@@ -35,7 +35,7 @@ _get_ident = _thread.get_ident
 _shuffle = random.shuffle
 
 
-def _attempt_all(ops: list[tuple[Channel[Any], bool, Any]], order: list[int]) -> Any:
+def _attempt_all(ops: list[tuple[Channel, bool, Any]], order: list[int]) -> Any:
     """One try of every operation in order; (channel, value) or _AGAIN."""
     for i in order:
         ch, sending, item = ops[i]
@@ -48,9 +48,9 @@ def _attempt_all(ops: list[tuple[Channel[Any], bool, Any]], order: list[int]) ->
     return _AGAIN
 
 
-def select(recv: Iterable[Channel[Any]] = (),
-           send: Iterable[tuple[Channel[Any], Any]] = (), *,
-           timeout: float | None = None) -> tuple[Channel[Any], Any]:
+def select(recv: Iterable[Channel] = (),
+           send: Iterable[tuple[Channel, Any]] = (), *,
+           timeout: float | None = None) -> tuple[Channel, Any]:
     """Complete exactly one of several channel operations.
 
     ``recv`` is an iterable of channels to receive from; ``send`` an iterable
@@ -61,7 +61,7 @@ def select(recv: Iterable[Channel[Any]] = (),
     Timeout.  A closed channel (drained, for a receive) is ready: its
     operation raises ChannelClosed naming it.
     """
-    ops: list[tuple[Channel[Any], bool, Any]] = []
+    ops: list[tuple[Channel, bool, Any]] = []
     for ch in recv:
         if not isinstance(ch, Channel):
             raise TypeError(f"select() receives from Channels, not {type(ch).__name__}")

@@ -164,7 +164,7 @@ def _ping_pongs() -> tuple[list[Contender], list[str]]:
 
 
 def _selects() -> tuple[list[Contender], list[str]]:
-    found = []
+    found: list[Contender] = []
     for backend, ns in _backends():
         for k in (0, 1, 4):
             def setup(n: int, ns: Any = ns, k: int = k) -> tuple[Callable[[], object],
