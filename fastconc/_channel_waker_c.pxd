@@ -80,7 +80,6 @@ cdef enum:
 cdef struct Waiter:
     fc_atomic_uptr select
     fc_parker parker
-    long pid              # fc_process_id() of its thread (see waker_notify_n)
 
 
 cdef struct WaitEntry:
@@ -95,13 +94,28 @@ cdef struct SyncWaker:
     WaitEntry *first
     WaitEntry *last
     fc_atomic_u32 is_empty
+    long pid              # the process the list was built in (see _forget_if_forked)
 
 
 cdef inline int waker_init(SyncWaker *w) noexcept nogil:
     w.first = NULL
     w.last = NULL
     fc_u32_init(&w.is_empty, 1)
+    w.pid = fc_process_id()
     return fc_mutex_init(&w.mutex)
+
+
+cdef inline void _forget_if_forked(SyncWaker *w) noexcept nogil:
+    """Mutex held.  In a child of fork(), the listed waiters are the parent's
+    threads, which did not come along (the forking thread was running, so it
+    had none listed): drop them all, without reading them, since glibc may
+    already have given their stacks to the child's new threads."""
+    cdef long pid = fc_process_id()
+    if w.pid != pid:
+        w.first = NULL
+        w.last = NULL
+        fc_u32_store_seq_cst(&w.is_empty, 1)
+        w.pid = pid
 
 
 cdef inline void waker_destroy(SyncWaker *w) noexcept nogil:
@@ -112,7 +126,6 @@ cdef inline void waker_destroy(SyncWaker *w) noexcept nogil:
 cdef inline void waiter_init(Waiter *me) noexcept nogil:
     fc_uptr_init(&me.select, SEL_WAITING)
     fc_parker_init(&me.parker)
-    me.pid = fc_process_id()
 
 
 cdef inline void waiter_destroy(Waiter *me) noexcept nogil:
@@ -153,6 +166,7 @@ cdef inline void waker_register(SyncWaker *w, WaitEntry *e, Waiter *me, bint fro
     place, or threads registering meanwhile would be served before it."""
     e.waiter = me
     fc_mutex_lock(&w.mutex)
+    _forget_if_forked(w)
     if front:
         e.prev = NULL
         e.next = w.first
@@ -181,6 +195,7 @@ cdef inline void waker_unregister(SyncWaker *w, WaitEntry *e) noexcept nogil:
     """Always called after a wait, selected or not: taking the mutex is the
     hand-shake that no notifier still touches the Waiter (see the top)."""
     fc_mutex_lock(&w.mutex)
+    # (A list forgotten after a fork held no entry of this process's.)
     if e.linked:
         _unlink(w, e)
     # SeqCst, as in register; recomputed under the mutex (waker.rs).
@@ -194,24 +209,18 @@ cdef inline Py_ssize_t waker_notify_n(SyncWaker *w, Py_ssize_t n) noexcept nogil
     cdef WaitEntry *e
     cdef WaitEntry *nxt
     cdef Py_ssize_t woken = 0
-    cdef long pid
     # SeqCst (waker.rs SyncWaker::notify): pairs with register's SeqCst
     # store across the caller's SeqCst claim (the Dekker argument above).
     if n <= 0 or fc_u32_load_seq_cst(&w.is_empty):
         return 0
-    pid = fc_process_id()
     fc_mutex_lock(&w.mutex)
+    _forget_if_forked(w)
     e = w.first
     while e != NULL and woken < n:
         nxt = e.next
-        if e.waiter.pid != pid:
-            # Listed before a fork(): its thread is not in this process and
-            # would never take the wake-up.  (Its frame's memory was copied
-            # with the rest, so reading it is safe.)
-            _unlink(w, e)
         # An entry whose waiter another waker selected first stays listed for
         # its owner to unregister (Waker::try_select skips it).
-        elif waiter_try_select(e.waiter, <uintptr_t>e):
+        if waiter_try_select(e.waiter, <uintptr_t>e):
             _unlink(w, e)
             fc_unpark(&e.waiter.parker)
             woken += 1
@@ -230,6 +239,7 @@ cdef inline void waker_disconnect(SyncWaker *w) noexcept nogil:
     cdef WaitEntry *e
     cdef WaitEntry *nxt
     fc_mutex_lock(&w.mutex)
+    _forget_if_forked(w)
     e = w.first
     while e != NULL:
         nxt = e.next
